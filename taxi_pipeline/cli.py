@@ -1,0 +1,133 @@
+"""Command line: `python -m taxi_pipeline [load options]` and `python -m taxi_pipeline status`.
+
+A thin shell over `taxi_pipeline.pipeline`: parse, call, print, exit 0 (ok, including months not published
+yet), 1 (a load failed) or 2 (bad input or config). Errors are one line; `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import List, NoReturn, Optional, Sequence
+
+from taxi_pipeline.destinations import DESTINATIONS
+from taxi_pipeline.errors import ConfigError, TaxiPipelineError
+from taxi_pipeline.pipeline import FAILED, MonthResult, RunResult, run, status
+from taxi_pipeline.settings import FILE_FORMATS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the load command (also used to check command lines in Kestra flows)."""
+    parser = _Parser(
+        prog="taxi-pipeline",
+        description="Load NYC TLC taxi trip months into DuckDB, Postgres or Snowflake. "
+        "Subcommand: `status` lists what is loaded.",
+    )
+    parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
+    parser.add_argument("--taxi", help="comma-separated taxi types: yellow,green,fhv,fhvhv (config: taxi_types)")
+    parser.add_argument("--month", help="load one month, YYYY-MM")
+    parser.add_argument("--start", help="first month to load, YYYY-MM (default: config start_month)")
+    parser.add_argument("--end", help="last month to load, YYYY-MM, inclusive (default: newest published)")
+    parser.add_argument("--format", dest="file_format", choices=FILE_FORMATS, help="csv (default) or parquet")
+    parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    """The argument parser of `status`."""
+    parser = _Parser(prog="taxi-pipeline status", description="List loaded months, rows and fingerprints.")
+    parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        if args_list[:1] == ["status"]:
+            args = build_status_parser().parse_args(args_list[1:])
+            _print_status(args.dest)
+            return EXIT_OK
+        args = build_parser().parse_args(args_list)
+        result = run(
+            destination=args.dest,
+            taxi_types=args.taxi,
+            month=args.month,
+            start=args.start,
+            end=args.end,
+            file_format=args.file_format,
+            base_url=args.base_url,
+            on_result=_print_result,
+        )
+    except TaxiPipelineError as exc:
+        return _fail(exc, exc.exit_code, debug)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # anything unexpected is still one line unless --debug
+        return _fail(exc, EXIT_FAILED, debug)
+    _print_summary(result)
+    if not result.ok:
+        for line in result.errors:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _fail(exc: BaseException, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _print_result(res: MonthResult) -> None:
+    what = f"{res.table} {res.month}" if res.month else res.table
+    rows = f"{res.rows:,} rows" if res.rows is not None else ""
+    secs = f"{res.seconds:.1f}s" if res.seconds else ""
+    tail = f" — {res.detail}" if res.outcome == FAILED and res.detail else ""
+    print(f"{what:<32} {res.outcome:<14} {rows:>16} {secs:>8}{tail}".rstrip(), flush=True)
+
+
+def _print_summary(result: RunResult) -> None:
+    counts: dict[str, int] = {}
+    for res in result.results:
+        counts[res.outcome] = counts.get(res.outcome, 0) + 1
+    loaded_rows = sum(r.rows or 0 for r in result.results if r.outcome in ("loaded", "replaced"))
+    parts = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "nothing to do"
+    print(f"summary: {parts}; {loaded_rows:,} rows loaded")
+
+
+def _print_status(destination: str) -> None:
+    rows: List[List[str]] = [["table", "month", "rows", "in destination", "loaded at", "fingerprint"]]
+    for item in status(destination):
+        rows.append(
+            [
+                item.table,
+                item.month or "-",
+                f"{item.rows:,}" if item.rows is not None else "?",
+                f"{item.rows_in_destination:,}",
+                item.loaded_at or "?",
+                item.fingerprint,
+            ]
+        )
+    if len(rows) == 1:
+        print(f"nothing loaded into {destination} yet")
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])

@@ -1,0 +1,100 @@
+"""Mechanics behind the source: deciding what each month needs, and turning a remote file into batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+import pyarrow as pa
+from dlt.sources.helpers.requests import Client
+
+from taxi_pipeline.errors import DownloadError
+from taxi_pipeline.months import Month, months_from
+from taxi_pipeline.readers import read_csv_gz, read_parquet
+from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
+from taxi_pipeline.schemas import TableSchema
+
+LOAD = "load"
+REPLACE = "replace"
+SKIP = "skip"
+NOT_PUBLISHED = "not published"
+
+
+@dataclass(frozen=True)
+class MonthPlan:
+    """What one month of one taxi type needs: `load` (new), `replace` (republished), `skip`, `not published`."""
+
+    month: str
+    url: str
+    file_name: str
+    action: str
+    fingerprint: Optional[Fingerprint] = None
+
+
+def decide(remote: Optional[Fingerprint], entry: Optional[Mapping[str, Any]]) -> str:
+    """The action for a file given its HEAD fingerprint (None: not published) and its state entry."""
+    if remote is None:
+        return NOT_PUBLISHED
+    if entry is None:
+        return LOAD
+    return SKIP if remote.same_as(Fingerprint.from_state(entry)) else REPLACE
+
+
+def plan_months(
+    client: Client,
+    root: str,
+    taxi: str,
+    file_format: str,
+    months: Optional[List[Month]],
+    start: Month,
+    loaded: Mapping[str, Mapping[str, Any]],
+    force: bool = False,
+    today: Optional[dt.date] = None,
+) -> Iterator[MonthPlan]:
+    """Plan a taxi type's months against its state (`loaded`: month → state entry).
+
+    Explicit `months` are each checked with a HEAD: unchanged ones are skipped, republished ones replaced,
+    404s reported as not published. Without `months` the run is open-ended: it walks from `start` to the
+    current month, leaves already-loaded months alone without a request, and stops at the first month that is
+    not published. `force` loads explicit months without asking the server or the state.
+    """
+    for month in months if months is not None else months_from(start, today):
+        key = str(month)
+        url = trip_url(root, taxi, key, file_format)
+        name = file_name(taxi, key, file_format)
+        if months is None and key in loaded:
+            yield MonthPlan(key, url, name, SKIP)
+            continue
+        if force and months is not None:
+            yield MonthPlan(key, url, name, LOAD)
+            continue
+        remote = probe(client, url)
+        plan = MonthPlan(key, url, name, decide(remote, loaded.get(key)), remote)
+        yield plan
+        if months is None and plan.action == NOT_PUBLISHED:
+            return
+
+
+def read_remote(
+    client: Client, url: str, name: str, schema: TableSchema, source_month: Optional[str], record: Dict[str, Any]
+) -> Iterator[pa.RecordBatch]:
+    """Download a file to a temporary folder and stream it as typed batches.
+
+    When every batch has been yielded, `record` receives the state entry of the file: its fingerprint (from the
+    GET itself), row count, name and load time. A failure raises before that, so state never runs ahead of data.
+    """
+    with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
+        path = os.path.join(tmp, name)
+        fingerprint = download(client, url, path)
+        if fingerprint is None:
+            raise DownloadError(f"{url} is not published (HTTP 404)")
+        reader = read_parquet if name.endswith(".parquet") else read_csv_gz
+        rows = 0
+        for batch in reader(path, schema, name, source_month):
+            rows += batch.num_rows
+            yield batch
+    record.update(fingerprint.as_dict())
+    record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

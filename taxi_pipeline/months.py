@@ -1,0 +1,78 @@
+"""Months: parsing `YYYY-MM`, inclusive ranges, and the open-ended walk to the newest published month."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A calendar month; `str(month)` is `YYYY-MM`, the form used in URLs, state and `source_month`."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, value: str) -> Month:
+        """Parse `YYYY-MM`; ValueError with the offending value otherwise."""
+        m = _MONTH_RE.match(value.strip()) if isinstance(value, str) else None
+        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2009:
+            raise ValueError(f"bad month {value!r}: expected YYYY-MM, e.g. 2019-01 (TLC data starts 2009-01)")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @classmethod
+    def of(cls, day: dt.date) -> Month:
+        """The month a date falls in."""
+        return cls(day.year, day.month)
+
+    def next(self) -> Month:
+        """The following month."""
+        return Month(self.year + self.month // 12, self.month % 12 + 1)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+def month_range(start: Month, end: Month) -> List[Month]:
+    """Every month from `start` to `end`, both included; ValueError if they are reversed."""
+    if end < start:
+        raise ValueError(f"--start {start} is after --end {end}")
+    months, m = [], start
+    while m <= end:
+        months.append(m)
+        m = m.next()
+    return months
+
+
+def months_from(start: Month, today: Optional[dt.date] = None) -> Iterator[Month]:
+    """Months from `start` up to the current month (the open-ended walk; callers stop at the first unpublished)."""
+    last = Month.of(today or dt.date.today())
+    m = start
+    while m <= last:
+        yield m
+        m = m.next()
+
+
+def resolve_months(
+    month: Optional[str], start: Optional[str], end: Optional[str], default_start: str
+) -> tuple[Optional[List[Month]], Month]:
+    """Turn CLI-style month options into an explicit list, or None for an open-ended run from a start month.
+
+    Returns `(months, start)`: `months` is the explicit inclusive list (`--month`, or `--start` with `--end`,
+    or `--end` alone from the configured start), or None when the run walks from `start` to the newest
+    published month.
+    """
+    if month and (start or end):
+        raise ValueError("give either --month or --start/--end, not both")
+    if month:
+        one = Month.parse(month)
+        return [one], one
+    first = Month.parse(start or default_start)
+    if end:
+        return month_range(first, Month.parse(end)), first
+    return None, first

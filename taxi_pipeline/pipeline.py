@@ -1,0 +1,291 @@
+"""Running loads: the dlt pipeline per destination, the month plan, one atomic load per month, reconciliation.
+
+A month file is the unit of work: each (taxi, month) that is new, republished or found incomplete in the
+destination is loaded by its own `pipeline.run` (delete-insert on `source_month`, one transaction), then the
+destination's row count for that month is checked against the file's. State (dlt resource state, stored in the
+destination) is trusted only where the destination agrees with it, so a month whose load never landed is
+loaded again on the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from taxi_pipeline.destinations import make_destination
+from taxi_pipeline.errors import ConfigError, LoadError, TaxiPipelineError
+from taxi_pipeline.helpers import LOAD, NOT_PUBLISHED, REPLACE, SKIP, decide, plan_months
+from taxi_pipeline.months import Month, resolve_months
+from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
+from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
+from taxi_pipeline.settings import (
+    CSV,
+    DEFAULT_DATASET,
+    DEFAULT_START_MONTH,
+    DEFAULT_TAXI_TYPES,
+    PIPELINE_NAME_PREFIX,
+)
+from taxi_pipeline.source import MONTHS_KEY, ZONES_KEY, taxi_source
+
+LOADED = "loaded"
+REPLACED = "replaced"
+SKIPPED = "skipped"
+FAILED = "failed"
+_OUTCOME = {LOAD: LOADED, REPLACE: REPLACED, SKIP: SKIPPED, NOT_PUBLISHED: NOT_PUBLISHED}
+
+
+@dataclass
+class MonthResult:
+    """The outcome of one file in a run: `loaded`, `replaced`, `skipped`, `not published` or `failed`."""
+
+    table: str
+    month: Optional[str]
+    outcome: str
+    rows: Optional[int] = None
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    """Every file's outcome in a run; `ok` is False when any month failed."""
+
+    results: List[MonthResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no month failed."""
+        return all(r.outcome != FAILED for r in self.results)
+
+    @property
+    def errors(self) -> List[str]:
+        """One line per failed month."""
+        return [r.detail for r in self.results if r.outcome == FAILED]
+
+
+def setting(key: str, default: Any) -> Any:
+    """A `sources.taxi.<key>` value from dlt config (env `SOURCES__TAXI__<KEY>`, `.dlt/config.toml`)."""
+    try:
+        value = dlt.config.get(f"sources.taxi.{key}")
+    except ConfigurationException as exc:
+        raise ConfigError(f"cannot read dlt config: {_one_line(exc)}") from None
+    except Exception as exc:  # a malformed .dlt/config.toml surfaces as a TOML parse error
+        raise ConfigError(f"cannot read .dlt config files: {_one_line(exc)}") from None
+    return default if value is None else value
+
+
+def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = None) -> dlt.Pipeline:
+    """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default)."""
+    dest = make_destination(destination)
+    dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
+    return dlt.pipeline(
+        pipeline_name=f"{PIPELINE_NAME_PREFIX}_{destination}",
+        destination=dest,
+        dataset_name=dataset,
+    )
+
+
+def run(
+    destination: str = "duckdb",
+    taxi_types: Optional[Sequence[str] | str] = None,
+    month: Optional[str] = None,
+    start: Optional[str] = None,
+    end: Optional[str] = None,
+    file_format: Optional[str] = None,
+    base_url: Optional[str] = None,
+    on_result: Optional[Callable[[MonthResult], None]] = None,
+    today: Optional[dt.date] = None,
+) -> RunResult:
+    """Load the zone lookup and the requested trip months into `destination`, each month atomically.
+
+    Months: `month`, or `start`..`end` inclusive, or (neither) every month from `start` (default
+    `sources.taxi.start_month`) up to the newest published one, skipping months already loaded. Unset options
+    come from dlt config (`sources.taxi.*`). Raises ConfigError for bad input; failed months are reported in
+    the result (and through `on_result` as they happen), the others still load.
+    """
+    try:
+        taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
+        months, first = resolve_months(month, start, end, setting("start_month", DEFAULT_START_MONTH))
+        fmt = (file_format or setting("file_format", CSV)).lower()
+        root = resolve_base_url(base_url or setting("base_url", None), fmt)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    pipeline = make_pipeline(destination)
+    _sync(pipeline)
+    result = RunResult()
+
+    def report(res: MonthResult) -> None:
+        result.results.append(res)
+        if on_result:
+            on_result(res)
+
+    client = http_client()
+    _load_zones(pipeline, client, root, fmt, report)
+    for taxi in taxis:
+        table = trip_schema(taxi).table
+        loaded = _verified_months(pipeline, table)
+        try:
+            for plan in plan_months(client, root, taxi, fmt, months, first, loaded, today=today):
+                if months is None and plan.action == SKIP:
+                    continue  # open-ended runs do not list every month loaded before
+                if plan.action not in (LOAD, REPLACE):
+                    report(MonthResult(table, plan.month, _OUTCOME[plan.action], _rows(loaded, plan.month)))
+                    continue
+                source = taxi_source(
+                    taxi_types=[taxi], months=[plan.month], file_format=fmt, base_url=root, zones=False, force=True
+                )
+                report(_load(pipeline, source, table, plan.month, _OUTCOME[plan.action]))
+        except LoadError as exc:
+            report(MonthResult(table, None, FAILED, detail=str(exc)))
+    return result
+
+
+def _load_zones(
+    pipeline: dlt.Pipeline, client: Any, root: str, fmt: str, report: Callable[[MonthResult], None]
+) -> None:
+    url = zones_url(root)
+    try:
+        remote = probe(client, url)
+    except LoadError as exc:
+        report(MonthResult(ZONES.table, None, FAILED, detail=str(exc)))
+        return
+    if remote is None:
+        raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
+    entry = _resource_state(pipeline, ZONES.table).get(ZONES_KEY)
+    if entry and _count(pipeline, ZONES.table) != entry.get("rows"):
+        entry = None
+    action = decide(remote, entry)
+    if action == SKIP:
+        report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
+        return
+    source = taxi_source(taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True)
+    report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, _OUTCOME[action]))
+
+
+def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str], outcome: str) -> MonthResult:
+    """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised."""
+    label = f"{table} {month}" if month else table
+    started = time.monotonic()
+    try:
+        pipeline.run(source)
+    except PipelineStepFailed as exc:
+        if pipeline.has_pending_data:
+            pipeline.abort_packages()  # also rolls local state back to before this month
+        return MonthResult(
+            table, month, FAILED, seconds=time.monotonic() - started, detail=f"{label}: {_one_line(exc)}"
+        )
+    state = _resource_state(pipeline, table)
+    entry = state.get(MONTHS_KEY, {}).get(month) if month else state.get(ZONES_KEY)
+    rows = entry.get("rows") if entry else None
+    actual = _count(pipeline, table, month)
+    seconds = time.monotonic() - started
+    if rows is None or actual != rows:
+        detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
+        return MonthResult(table, month, FAILED, rows, seconds, detail)
+    return MonthResult(table, month, outcome, rows, seconds)
+
+
+def _sync(pipeline: dlt.Pipeline) -> None:
+    """Restore state from the destination when the local working folder is new or behind."""
+    try:
+        pipeline.sync_destination()
+    except Exception as exc:
+        raise LoadError(f"cannot read state from {pipeline.destination.destination_name}: {_one_line(exc)}") from exc
+
+
+def _resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
+    sources = pipeline.state.get("sources", {})
+    return dict(sources.get("taxi", {}).get("resources", {}).get(table, {}))
+
+
+def _verified_months(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
+    """State entries of the months whose row count in the destination matches the state."""
+    entries: Dict[str, Mapping[str, Any]] = _resource_state(pipeline, table).get(MONTHS_KEY, {})
+    if not entries:
+        return {}
+    counts = month_counts(pipeline, table)
+    return {m: e for m, e in entries.items() if counts.get(m) == e.get("rows")}
+
+
+def month_counts(pipeline: dlt.Pipeline, table: str) -> Dict[str, int]:
+    """Rows per `source_month` in a raw trip table ({} when the table does not exist yet)."""
+    try:
+        with pipeline.sql_client() as client:
+            col = client.escape_column_name(SOURCE_MONTH)
+            rows = client.execute_sql(
+                f"SELECT {col}, COUNT(*) FROM {client.make_qualified_table_name(table)} GROUP BY {col}"
+            )
+    except DatabaseUndefinedRelation:
+        return {}
+    return {str(m): int(n) for m, n in rows or []}
+
+
+def _count(pipeline: dlt.Pipeline, table: str, month: Optional[str] = None) -> int:
+    try:
+        with pipeline.sql_client() as client:
+            sql = f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}"
+            if month is None:
+                return int(client.execute_sql(sql)[0][0])
+            sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
+            return int(client.execute_sql(sql, month)[0][0])
+    except DatabaseUndefinedRelation:
+        return 0
+
+
+def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
+    entry = loaded.get(month)
+    return int(entry["rows"]) if entry and "rows" in entry else None
+
+
+@dataclass
+class LoadedMonth:
+    """One loaded file as `status` reports it."""
+
+    table: str
+    month: Optional[str]
+    rows: Optional[int]
+    rows_in_destination: int
+    fingerprint: str
+    loaded_at: Optional[str]
+
+
+def status(destination: str = "duckdb") -> List[LoadedMonth]:
+    """What is loaded where: every month in state (restored from the destination) with its destination count."""
+    pipeline = make_pipeline(destination)
+    _sync(pipeline)
+    out: List[LoadedMonth] = []
+    zones = _resource_state(pipeline, ZONES.table).get(ZONES_KEY)
+    if zones:
+        out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
+    for schema in TRIP_SCHEMAS.values():
+        entries = _resource_state(pipeline, schema.table).get(MONTHS_KEY, {})
+        counts = month_counts(pipeline, schema.table) if entries else {}
+        for m in sorted(entries, key=Month.parse):
+            out.append(_loaded(schema.table, m, entries[m], counts.get(m, 0)))
+    return out
+
+
+def _loaded(table: str, month: Optional[str], entry: Mapping[str, Any], actual: int) -> LoadedMonth:
+    return LoadedMonth(
+        table, month, entry.get("rows"), actual, str(Fingerprint.from_state(entry)), entry.get("loaded_at")
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most useful message in an exception chain, on one line: our own error if there is one."""
+    seen, chain, current = set(), [], exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    ours = [e for e in chain if isinstance(e, TaxiPipelineError)]
+    picked = ours[0] if ours else chain[-1]
+    return " ".join(str(picked).split()) or type(picked).__name__

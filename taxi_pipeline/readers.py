@@ -1,0 +1,174 @@
+"""Readers: a downloaded CSV.gz or parquet file → Arrow record batches typed by the taxi's column map.
+
+Types are never inferred: each header name is matched (case-insensitively, with the historic spellings) to the
+column map, read with an explicit type and cast safely to the raw table's type, so a value that does not fit
+fails the month instead of loading silently wrong. Quirks of the real files handled here:
+
+- a trailing empty column (a header or rows ending in `,`) is dropped;
+- integers written as decimals (`1.00`, `2.0`) are read as floats and cast to integers only when exact;
+- blank values (ids, `ehail_fee`, …) become nulls;
+- parquet dtype drift across years (`passenger_count` int vs float, `airport_fee` vs `Airport_fee`, int32 vs
+  int64 ids, ns vs us timestamps) is cast to the one raw type;
+- optional columns a file lacks (`congestion_surcharge` before 2019, `cbd_congestion_fee` before 2025) are null;
+- columns the map does not know are kept (as text for CSV, as read for parquet), so new TLC columns evolve the
+  schema instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import zlib
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from taxi_pipeline.errors import FileFormatError
+from taxi_pipeline.schemas import (
+    INT,
+    SOURCE_FILE,
+    SOURCE_MONTH,
+    TEXT,
+    Column,
+    TableSchema,
+)
+from taxi_pipeline.settings import CSV_BLOCK_SIZE, PARQUET_BATCH_ROWS
+
+_PEEK_BYTES = 1 << 16
+
+
+class Conformer:
+    """Maps one file's columns onto a column map and turns its batches into raw-table batches."""
+
+    def __init__(self, schema: TableSchema, source_names: List[str], file_name: str) -> None:
+        self.schema = schema
+        self.file_name = file_name
+        self.matched: Dict[str, str] = {}  # raw column name -> source column name
+        self.extra: List[str] = []
+        for name in source_names:
+            if not name.strip():
+                continue
+            col = schema.lookup(name)
+            if col is None:
+                self.extra.append(name)
+            elif col.name in self.matched:
+                raise FileFormatError(
+                    f"{file_name}: columns {self.matched[col.name]!r} and {name!r} both map to {col.name!r}"
+                )
+            else:
+                self.matched[col.name] = name
+        missing = [c.name for c in schema.columns if c.required and c.name not in self.matched]
+        if missing:
+            raise FileFormatError(f"{file_name}: missing required column(s) {', '.join(missing)}")
+
+    def conform(self, batch: pa.RecordBatch, source_month: Optional[str]) -> pa.RecordBatch:
+        """A batch in the raw table's column order and types, plus unknown columns and lineage."""
+        arrays: List[pa.Array] = []
+        fields: List[pa.Field] = []
+        for col in self.schema.columns:
+            source = self.matched.get(col.name)
+            if source is None:
+                arrays.append(pa.nulls(batch.num_rows, col.type))
+            else:
+                arrays.append(self._cast(batch.column(source), col))
+            fields.append(pa.field(col.name, col.type))
+        for name in self.extra:
+            arrays.append(batch.column(name))
+            fields.append(pa.field(name, batch.schema.field(name).type))
+        if self.schema.lineage:
+            arrays += [
+                pa.array([source_month] * batch.num_rows, TEXT),
+                pa.array([self.file_name] * batch.num_rows, TEXT),
+            ]
+            fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _cast(self, array: pa.Array, col: Column) -> pa.Array:
+        if array.type == col.type:
+            return array
+        try:
+            if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(array.type) and array.type.tz:
+                raise pa.ArrowInvalid(f"timestamp with time zone {array.type.tz} where naive local time expected")
+            return pc.cast(array, col.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            source = self.matched[col.name]
+            raise FileFormatError(f"{self.file_name}: column {source!r} does not fit {col.type}: {exc}") from None
+
+
+def _csv_read_type(col: Optional[Column]) -> pa.DataType:
+    """How a CSV column is parsed: integers via float64 (files write `1.0`), unknown columns as text."""
+    if col is None:
+        return TEXT
+    return pa.float64() if col.type == INT else col.type
+
+
+def _peek(path: str, gzipped: bool, file_name: str) -> Tuple[List[str], int]:
+    """The header names and the field count of the first data row (0 for a file without rows)."""
+    try:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as fh:
+            head = fh.read(_PEEK_BYTES)
+            while head.count(b"\n") < 2:
+                more = fh.read(_PEEK_BYTES)
+                if not more:
+                    break
+                head += more
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileFormatError(f"{file_name} is not a readable gzip file: {exc}") from None
+    lines = [ln for ln in head.decode("utf-8-sig", errors="replace").splitlines()[:3] if ln.strip()]
+    if not lines:
+        raise FileFormatError(f"{file_name}: empty file, no CSV header")
+    header = next(csv.reader(lines[:1]))
+    first_row = next(csv.reader(lines[1:2]), [])
+    return [h.strip() for h in header], len(first_row)
+
+
+def read_csv_gz(
+    path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
+) -> Iterator[pa.RecordBatch]:
+    """Stream a gzip CSV (or a plain CSV when the file is not gzip) as raw-table batches."""
+    gzipped = _is_gzip(path)
+    names, row_fields = _peek(path, gzipped, file_name)
+    # A trailing separator on data rows adds an unnamed field: give it a name so pyarrow accepts it, then drop it.
+    names = [n if n else f"__empty_{i}" for i, n in enumerate(names)]
+    names += [f"__empty_{i}" for i in range(len(names), row_fields)]
+    conformer = Conformer(schema, [n for n in names if not n.startswith("__empty_")], file_name)
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=CSV_BLOCK_SIZE)
+    convert_options = pacsv.ConvertOptions(
+        column_types={n: _csv_read_type(schema.lookup(n)) if not n.startswith("__empty_") else TEXT for n in names},
+        include_columns=[n for n in names if not n.startswith("__empty_")],
+        strings_can_be_null=True,
+        timestamp_parsers=[pacsv.ISO8601],
+    )
+    stream = pa.CompressedInputStream(pa.OSFile(path), "gzip") if gzipped else pa.OSFile(path)
+    try:
+        with pacsv.open_csv(stream, read_options=read_options, convert_options=convert_options) as reader:
+            for batch in reader:
+                if batch.num_rows:
+                    yield conformer.conform(batch, source_month)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+
+
+def read_parquet(
+    path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
+) -> Iterator[pa.RecordBatch]:
+    """Stream a parquet file as raw-table batches."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{file_name} is not a readable parquet file: {exc}") from None
+    conformer = Conformer(schema, pf.schema_arrow.names, file_name)
+    try:
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            if batch.num_rows:
+                yield conformer.conform(batch, source_month)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"

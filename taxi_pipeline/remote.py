@@ -1,0 +1,143 @@
+"""Where the files live and how they are fetched: URLs per layout, HEAD fingerprints, streamed downloads.
+
+Uses dlt's `requests` helper, so timeouts and retries (5xx, 429, connection errors) follow dlt's runtime
+config (`RUNTIME__REQUEST_MAX_ATTEMPTS`, `RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUNTIME__REQUEST_TIMEOUT`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from dlt.sources.helpers.requests import Client, RequestException, Response
+
+from taxi_pipeline.errors import DownloadError
+from taxi_pipeline.settings import (
+    CSV,
+    DEFAULT_BASE_URLS,
+    DOWNLOAD_CHUNK,
+    FILE_FORMATS,
+)
+
+NOT_PUBLISHED_STATUSES = (404, 403)
+"""Statuses meaning "no such file (yet)": GitHub answers 404, the TLC's CloudFront bucket 403."""
+
+
+def resolve_base_url(base_url: Optional[str], file_format: str) -> str:
+    """The root to use: the given one, else the public root of the format's layout."""
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"unknown format {file_format!r}: choose csv or parquet")
+    root = base_url or DEFAULT_BASE_URLS[file_format]
+    if not root.startswith(("http://", "https://")):
+        raise ValueError(f"bad base URL {root!r}: expected http(s)://… (--base-url / sources.taxi.base_url)")
+    return root.rstrip("/")
+
+
+def file_name(taxi: str, month: str, file_format: str) -> str:
+    """The trip file's name in a layout, e.g. `green_tripdata_2019-01.csv.gz`."""
+    return f"{taxi}_tripdata_{month}." + ("csv.gz" if file_format == CSV else "parquet")
+
+
+def trip_url(root: str, taxi: str, month: str, file_format: str) -> str:
+    """URL of a trip month: `{root}/{taxi}/…csv.gz` (DataTalksClub) or `{root}/trip-data/…parquet` (TLC)."""
+    folder = taxi if file_format == CSV else "trip-data"
+    return f"{root}/{folder}/{file_name(taxi, month, file_format)}"
+
+
+def zones_url(root: str) -> str:
+    """URL of the taxi zone lookup, the same in both layouts."""
+    return f"{root}/misc/taxi_zone_lookup.csv"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies a published file's version: ETag, Last-Modified and size, as the server reports them."""
+
+    etag: Optional[str]
+    last_modified: Optional[str]
+    size: Optional[int]
+
+    @classmethod
+    def from_headers(cls, headers: Response.headers) -> Fingerprint:  # type: ignore[name-defined]
+        """Read the three values from response headers (missing ones are None)."""
+        size = headers.get("Content-Length")
+        return cls(headers.get("ETag"), headers.get("Last-Modified"), int(size) if size and size.isdigit() else None)
+
+    @classmethod
+    def from_state(cls, value: Dict[str, object]) -> Fingerprint:
+        """Rebuild from the dict kept in dlt state."""
+        size = value.get("size")
+        return cls(value.get("etag"), value.get("last_modified"), int(size) if size is not None else None)  # type: ignore[arg-type]
+
+    def as_dict(self) -> Dict[str, object]:
+        """The form kept in dlt state."""
+        return {"etag": self.etag, "last_modified": self.last_modified, "size": self.size}
+
+    @property
+    def known(self) -> bool:
+        """Whether the server told us anything at all; an unknown fingerprint never matches."""
+        return any(v is not None for v in (self.etag, self.last_modified, self.size))
+
+    def same_as(self, other: Fingerprint) -> bool:
+        """True when both are known and equal: the file has not been republished."""
+        return self.known and self == other
+
+    def __str__(self) -> str:
+        parts = [f"etag={self.etag}" if self.etag else "", f"size={self.size}" if self.size is not None else ""]
+        if self.last_modified:
+            parts.append(f"modified={self.last_modified}")
+        return " ".join(p for p in parts if p) or "unknown"
+
+
+def http_client() -> Client:
+    """A dlt requests client (retries and timeouts from dlt runtime config) that leaves status checks to us."""
+    return Client(raise_for_status=False)
+
+
+def probe(client: Client, url: str) -> Optional[Fingerprint]:
+    """HEAD a file: its fingerprint, or None when it is not published (404/403). Other failures raise."""
+    try:
+        response = client.session.head(url, allow_redirects=True)
+    except RequestException as exc:
+        raise DownloadError(f"cannot reach {url}: {_reason(exc)}") from exc
+    if response.status_code in NOT_PUBLISHED_STATUSES:
+        return None
+    if not response.ok:
+        raise DownloadError(f"HEAD {url} answered HTTP {response.status_code}")
+    return Fingerprint.from_headers(response.headers)
+
+
+def download(client: Client, url: str, path: str) -> Optional[Fingerprint]:
+    """Stream a file to `path`; its fingerprint from the GET headers, or None when it is not published.
+
+    Raises DownloadError when the transfer fails or ends short of the announced Content-Length, so a
+    truncated download is never read.
+    """
+    try:
+        with client.session.get(url, stream=True, allow_redirects=True) as response:
+            if response.status_code in NOT_PUBLISHED_STATUSES:
+                return None
+            if not response.ok:
+                raise DownloadError(f"GET {url} answered HTTP {response.status_code}")
+            fingerprint = Fingerprint.from_headers(response.headers)
+            written = 0
+            with open(path, "wb") as out:
+                for chunk in response.raw.stream(DOWNLOAD_CHUNK, decode_content=False):
+                    out.write(chunk)
+                    written += len(chunk)
+    except RequestException as exc:
+        raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
+    except OSError as exc:  # urllib3 protocol errors (connection cut mid-body) and local disk errors
+        raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
+    if fingerprint.size is not None and written != fingerprint.size:
+        raise DownloadError(f"download of {url} is truncated: got {written} of {fingerprint.size} bytes")
+    if fingerprint.size is None:
+        fingerprint = Fingerprint(fingerprint.etag, fingerprint.last_modified, written)
+    return fingerprint
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of a requests/urllib3 error chain, on one line."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return " ".join(str(exc).split()) or type(exc).__name__

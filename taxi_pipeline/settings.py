@@ -1,0 +1,39 @@
+"""Defaults: public roots of the two file layouts, names of the dataset and pipeline, tunables."""
+
+from typing import Dict
+
+CSV = "csv"
+PARQUET = "parquet"
+FILE_FORMATS = (CSV, PARQUET)
+
+DEFAULT_BASE_URLS: Dict[str, str] = {
+    # DataTalksClub nyc-tlc-data releases: {root}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz
+    CSV: "https://github.com/DataTalksClub/nyc-tlc-data/releases/download",
+    # Official TLC trip record data: {root}/trip-data/{taxi}_tripdata_{YYYY-MM}.parquet
+    PARQUET: "https://d37ci6vzurychx.cloudfront.net",
+}
+"""Root URL per file format; `sources.taxi.base_url` / `--base-url` replaces it (zones at `{root}/misc/…`)."""
+
+DEFAULT_START_MONTH = "2019-01"
+"""First month an open-ended run loads (`sources.taxi.start_month`)."""
+
+DEFAULT_TAXI_TYPES = ("yellow", "green")
+"""Taxi types loaded when none are named (`sources.taxi.taxi_types`)."""
+
+DEFAULT_DATASET = "taxi_raw"
+"""Dataset (schema) holding the raw tables (`taxi_pipeline.dataset_name`)."""
+
+PIPELINE_NAME_PREFIX = "taxi_pipeline"
+"""Pipelines are named `taxi_pipeline_<destination>` so each destination keeps its own state."""
+
+DEFAULT_DUCKDB_FILE = "taxi_pipeline.duckdb"
+"""DuckDB database file used when `destination.duckdb.credentials` is not configured."""
+
+CSV_BLOCK_SIZE = 16 << 20
+"""Bytes of decompressed CSV parsed per Arrow batch."""
+
+PARQUET_BATCH_ROWS = 256_000
+"""Rows per Arrow batch read from parquet."""
+
+DOWNLOAD_CHUNK = 1 << 20
+"""Bytes written per chunk while streaming a download to disk."""

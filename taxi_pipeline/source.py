@@ -1,0 +1,98 @@
+"""The dlt source: one resource per taxi type plus the zone lookup, incremental by month through dlt state.
+
+Each trip resource keeps, in its resource state, one entry per loaded month: the file's fingerprint (ETag,
+Last-Modified, size), its row count, name and load time. dlt stores that state in the destination with the data,
+so a fresh working directory picks it up again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+import pyarrow as pa
+from dlt.extract.resource import DltResource
+
+from taxi_pipeline.helpers import LOAD, REPLACE, SKIP, decide, plan_months, read_remote
+from taxi_pipeline.months import Month
+from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
+from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
+from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES
+
+MONTHS_KEY = "months"
+ZONES_KEY = "file"
+
+
+@dlt.source(name="taxi", section="taxi", max_table_nesting=0)
+def taxi_source(
+    taxi_types: Sequence[str] = DEFAULT_TAXI_TYPES,
+    months: Optional[Sequence[str]] = None,
+    start_month: str = DEFAULT_START_MONTH,
+    file_format: str = CSV,
+    base_url: Optional[str] = None,
+    zones: bool = True,
+    force: bool = False,
+) -> List[DltResource]:
+    """NYC TLC trip records, one resource per taxi type (`yellow_tripdata`, …) and `taxi_zone_lookup`.
+
+    Args:
+        taxi_types: taxi types to load (`yellow`, `green`, `fhv`, `fhvhv`); `sources.taxi.taxi_types`.
+        months: explicit `YYYY-MM` months; None walks from `start_month` to the newest published month.
+        start_month: first month of an open-ended run; `sources.taxi.start_month`.
+        file_format: `csv` (DataTalksClub CSV.gz layout) or `parquet` (official TLC layout).
+        base_url: root URL of the layout; defaults to the format's public root. `sources.taxi.base_url`.
+        zones: include the `taxi_zone_lookup` resource.
+        force: load the given months even when state says they are loaded and unchanged.
+
+    Trip rows are merged with delete-insert on `source_month`, so a month is replaced whole.
+    """
+    root = resolve_base_url(base_url, file_format)
+    explicit = [Month.parse(m) for m in months] if months is not None else None
+    start = Month.parse(start_month)
+    resources = [
+        trip_resource(taxi, root, file_format, explicit, start, force) for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
+    ]
+    if zones:
+        resources.append(zone_lookup(root, force))
+    return resources
+
+
+def trip_resource(
+    taxi: str, root: str, file_format: str, months: Optional[List[Month]], start: Month, force: bool = False
+) -> DltResource:
+    """The raw trip table of one taxi type, as Arrow batches with `source_month` and `source_file` lineage."""
+    schema = trip_schema(taxi)
+
+    @dlt.resource(
+        name=schema.table,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        merge_key=SOURCE_MONTH,
+        columns=schema.dlt_columns(),
+    )
+    def trips() -> Iterator[pa.RecordBatch]:
+        loaded: Dict[str, Any] = dlt.current.resource_state().setdefault(MONTHS_KEY, {})
+        client = http_client()
+        for plan in plan_months(client, root, taxi, file_format, months, start, loaded, force=force):
+            if plan.action in (LOAD, REPLACE):
+                record: Dict[str, Any] = {}
+                yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record)
+                loaded[plan.month] = record
+
+    return trips
+
+
+def zone_lookup(root: str, force: bool = False) -> DltResource:
+    """The taxi zone lookup (265 zones), replaced whenever the published file changes."""
+
+    @dlt.resource(name=ZONES.table, write_disposition="replace", columns=ZONES.dlt_columns())
+    def zones() -> Iterator[pa.RecordBatch]:
+        state: Dict[str, Any] = dlt.current.resource_state()
+        client = http_client()
+        url = zones_url(root)
+        if not force and decide(probe(client, url), state.get(ZONES_KEY)) == SKIP:
+            return
+        record: Dict[str, Any] = {}
+        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record)
+        state[ZONES_KEY] = record
+
+    return zones

@@ -1,0 +1,132 @@
+"""Fixtures: a TLC mirror on 127.0.0.1 in both layouts, an isolated working directory, CLI and SQL helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from email.utils import formatdate
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import duckdb
+import pytest
+from werkzeug import Request, Response
+
+from taxi_pipeline.cli import main
+from tests import tlc_files
+
+
+class Mirror:
+    """Files served like the DataTalksClub releases (csv.gz) and the TLC bucket (parquet), with fault injection."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.files: Dict[str, Tuple[bytes, str, str]] = {}
+        self.faults: Dict[str, List[int]] = {}
+        self.requests: Counter = Counter()
+        self._version = 0
+        server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
+
+    @property
+    def url(self) -> str:
+        return self.server.url_for("/").rstrip("/")
+
+    def put(self, path: str, content: bytes) -> None:
+        """Publish (or republish) a file: a new ETag and Last-Modified every time."""
+        self._version += 1
+        etag = '"' + hashlib.md5(content + str(self._version).encode()).hexdigest() + '"'
+        self.files[path] = (content, etag, formatdate(1_700_000_000 + self._version * 60, usegmt=True))
+
+    def trips(self, taxi: str, month: str, n: int, fmt: str = "csv", **kw) -> bytes:
+        """Publish a self-made trip month in the layout of `fmt`; returns its bytes."""
+        if fmt == "csv":
+            content = tlc_files.trip_csv(taxi, month, n, **kw)
+            self.put(f"/{taxi}/{taxi}_tripdata_{month}.csv.gz", content)
+        else:
+            content = tlc_files.trip_parquet(taxi, month, n, **kw)
+            self.put(f"/trip-data/{taxi}_tripdata_{month}.parquet", content)
+        return content
+
+    def zones(self, content: Optional[bytes] = None) -> bytes:
+        content = content or tlc_files.zones_csv()
+        self.put("/misc/taxi_zone_lookup.csv", content)
+        return content
+
+    def fail(self, path: str, *statuses: int) -> None:
+        """Answer the next requests of `path` with these statuses, in order."""
+        self.faults.setdefault(path, []).extend(statuses)
+
+    def gets(self, path_part: str = "") -> int:
+        """GET requests so far whose path contains `path_part`."""
+        return sum(n for (method, p), n in self.requests.items() if method == "GET" and path_part in p)
+
+    def _handle(self, request: Request) -> Response:
+        self.requests[(request.method, request.path)] += 1
+        pending = self.faults.get(request.path)
+        if pending:
+            return Response("unavailable", status=pending.pop(0))
+        if request.path not in self.files:
+            return Response("Not Found", status=404)
+        content, etag, modified = self.files[request.path]
+        headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": "application/octet-stream"}
+        return Response(content, status=200, headers=headers)
+
+
+@pytest.fixture
+def mirror(httpserver) -> Mirror:
+    """A TLC mirror with the zone lookup published."""
+    m = Mirror(httpserver)
+    m.zones()
+    return m
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory and dlt data dir per test, no inherited pipeline config, fast retries."""
+    for key in list(os.environ):
+        if key.startswith(("SOURCES__", "DESTINATION__", "TAXI_PIPELINE__")) or key == "DLT_DATA_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_RETRY_DELAY", "0")
+    return tmp_path
+
+
+class CliRun:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}--- stderr\n{self.err}"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: `cli("--month", "2019-01", ...)` → CliRun(code, out, err)."""
+
+    def _run(*args: str) -> CliRun:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return CliRun(code, out, err)
+
+    return _run
+
+
+@pytest.fixture
+def duck(workdir: Path):
+    """Query the default DuckDB file: `duck("select …")` → list of tuples."""
+
+    def _query(sql: str, *params):
+        with duckdb.connect(str(workdir / "taxi_pipeline.duckdb"), read_only=True) as con:
+            return con.execute(sql, params).fetchall()
+
+    return _query
+
+
+def month_counts(duck, table: str) -> Dict[str, int]:
+    return dict(duck(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1"))

@@ -1,0 +1,267 @@
+"""End-to-end loads into DuckDB from a local TLC mirror, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import shutil
+
+import pytest
+
+from taxi_pipeline import pipeline as pipeline_mod
+from tests import tlc_files
+from tests.conftest import month_counts
+
+GREEN_JAN = "/green/green_tripdata_2019-01.csv.gz"
+
+
+def load(cli, mirror, *args):
+    return cli("--base-url", mirror.url, *args)
+
+
+def test_loads_exact_rows_per_month_with_lineage(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 50)
+    mirror.trips("green", "2019-02", 40)
+    mirror.trips("yellow", "2019-01", 30)
+    r = load(cli, mirror, "--taxi", "green,yellow", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 50, "2019-02": 40}
+    assert month_counts(duck, "yellow_tripdata") == {"2019-01": 30}
+    assert duck("select distinct source_file from taxi_raw.green_tripdata order by 1") == [
+        ("green_tripdata_2019-01.csv.gz",),
+        ("green_tripdata_2019-02.csv.gz",),
+    ]
+    assert "green_tripdata 2019-01" in r.out and "loaded" in r.out
+    assert "yellow_tripdata 2019-02" in r.out and "not published" in r.out
+
+
+def test_real_file_quirks_load_typed(mirror, cli, duck):
+    """Trailing empty column, `.00` ids, blank ids, empty ehail_fee, a row outside the month, naive times."""
+    mirror.trips("green", "2019-01", 21)
+    mirror.trips("yellow", "2019-01", 21)
+    assert load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-01").code == 0
+    types = dict(duck("select column_name, data_type from information_schema.columns where table_name='green_tripdata'"))
+    assert types["lpep_pickup_datetime"] == "TIMESTAMP"  # naive: no time zone shift
+    assert types["vendor_id"] == types["ratecode_id"] == types["pu_location_id"] == "BIGINT"
+    assert types["fare_amount"] == "DOUBLE" and types["ehail_fee"] == "DOUBLE"
+    assert not [c for c in types if c.startswith("__empty") or c == ""]
+    expected = tlc_files.trip_rows("green", "2019-01", 21)
+    first = duck(
+        "select vendor_id, lpep_pickup_datetime, ratecode_id, fare_amount, ehail_fee from taxi_raw.green_tripdata "
+        "where lpep_pickup_datetime = ?",
+        dt.datetime.fromisoformat(expected[0]["pickup"]),
+    )
+    assert first == [(1, dt.datetime.fromisoformat(expected[0]["pickup"]), 1, float(expected[0]["fare"]), None)]
+    blank_ids = duck("select count(*) from taxi_raw.green_tripdata where vendor_id is null")[0][0]
+    assert blank_ids == sum(1 for r in expected if r["vendor"] == "")
+    outside = duck("select count(*) from taxi_raw.green_tripdata where strftime(lpep_pickup_datetime, '%Y-%m') <> source_month")
+    assert outside == [(1,)]
+    # yellow writes passenger_count as "1.0": stored as the integer 1
+    assert duck("select min(passenger_count), max(passenger_count) from taxi_raw.yellow_tripdata") == [(1, 4)]
+
+
+def test_rerun_of_unchanged_month_downloads_and_loads_nothing(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 25)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    gets, loads = mirror.gets(), duck("select count(*) from taxi_raw._dlt_loads")[0][0]
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    assert mirror.gets() == gets
+    assert duck("select count(*) from taxi_raw._dlt_loads")[0][0] == loads
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 25}
+    assert "skipped" in r.out and "0 rows loaded" in r.out
+
+
+def test_republished_month_replaces_its_rows_only(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 25)
+    mirror.trips("green", "2019-02", 10)
+    assert load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
+    mirror.trips("green", "2019-01", 31, seed=1)  # new ETag / Last-Modified / size
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 31, "2019-02": 10}
+    assert "replaced" in r.out
+    assert mirror.gets("2019-02") == 1
+
+
+def test_month_not_published_yet_is_exit_0(mirror, cli):
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-05")
+    assert r.code == 0, r
+    assert "green_tripdata 2019-05" in r.out and "not published" in r.out
+
+
+def test_open_ended_run_loads_from_start_month_and_stops_at_first_unpublished(mirror, cli, duck, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "2019-11")
+    for month in ("2019-11", "2019-12", "2020-01"):
+        mirror.trips("green", month, 12)
+    mirror.trips("green", "2020-03", 12)  # after a gap: not reached by an open-ended run
+    r = load(cli, mirror, "--taxi", "green")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-11": 12, "2019-12": 12, "2020-01": 12}
+    assert "2020-02" in r.out and "not published" in r.out
+    assert not [p for (_, p) in mirror.requests if "2020-03" in p]
+    # the next open-ended run asks only for months not loaded yet
+    mirror.trips("green", "2020-02", 5)
+    before = dict(mirror.requests)
+    r = load(cli, mirror, "--taxi", "green")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata")["2020-02"] == 5
+    asked = {p for key, n in mirror.requests.items() if n != before.get(key) for p in [key[1]]}
+    assert not [p for p in asked if "2019-1" in p or "2020-01" in p]
+
+
+def test_503_once_then_success(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 15)
+    mirror.fail(GREEN_JAN, 503, 503)  # HEAD and first GET attempt fail, dlt's retrying client recovers
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 15}
+
+
+def test_persistent_5xx_fails_with_one_line(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 15)
+    mirror.fail(GREEN_JAN, *([500] * 10))
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1, r
+    assert "Traceback" not in r.err
+    assert "green_tripdata" in r.err and "500" in r.err
+
+
+def test_truncated_gzip_fails_keeps_nothing_and_is_retried(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 20)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    good_feb = tlc_files.trip_csv("green", "2019-02", 200_000 // 100)
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", good_feb[: len(good_feb) // 2])
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 1, r
+    assert [ln for ln in r.err.splitlines() if ln.strip()] == [r.err.strip()]  # one line
+    assert "green_tripdata 2019-02" in r.err and "Traceback" not in r.err
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 20}
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", good_feb)
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 20, "2019-02": 2000}
+
+
+def test_state_is_restored_from_destination_when_local_folder_is_lost(mirror, cli, duck, workdir):
+    mirror.trips("green", "2019-01", 20)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    shutil.rmtree(workdir / "dlt")
+    gets = mirror.gets()
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    assert mirror.gets() == gets, "a restored state must not download again"
+    assert "skipped" in r.out
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 20}
+
+
+def test_rows_lost_in_destination_are_reloaded(mirror, cli, workdir):
+    """State is trusted only where the destination agrees: a month with missing rows is loaded again."""
+    import duckdb
+
+    mirror.trips("green", "2019-01", 20)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    with duckdb.connect(str(workdir / "taxi_pipeline.duckdb")) as con:
+        con.execute("delete from taxi_raw.green_tripdata where vendor_id = 1")
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    with duckdb.connect(str(workdir / "taxi_pipeline.duckdb")) as con:
+        assert con.execute("select count(*) from taxi_raw.green_tripdata").fetchone() == (20,)
+
+
+def test_reconciliation_mismatch_fails_naming_month_and_counts(mirror, cli, monkeypatch):
+    mirror.trips("green", "2019-01", 20)
+    real_count = pipeline_mod._count
+    monkeypatch.setattr(
+        pipeline_mod, "_count", lambda p, table, month=None: real_count(p, table, month) - (1 if month else 0)
+    )
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1, r
+    assert "green_tripdata 2019-01" in r.err and "19" in r.err and "20" in r.err
+
+
+def test_parquet_layout_with_dtype_drift_across_years(mirror, cli, duck):
+    mirror.trips("yellow", "2019-01", 30, fmt="parquet", year_style=2019)
+    mirror.trips("yellow", "2023-01", 25, fmt="parquet", year_style=2023)
+    mirror.trips("yellow", "2025-01", 20, fmt="parquet", year_style=2025)
+    for month in ("2019-01", "2023-01", "2025-01"):
+        r = load(cli, mirror, "--format", "parquet", "--taxi", "yellow", "--month", month)
+        assert r.code == 0, r
+    assert month_counts(duck, "yellow_tripdata") == {"2019-01": 30, "2023-01": 25, "2025-01": 20}
+    by_month = dict(
+        (m, (a, c, p))
+        for m, a, c, p in duck(
+            "select source_month, count(airport_fee), count(cbd_congestion_fee), max(passenger_count) "
+            "from taxi_raw.yellow_tripdata group by 1"
+        )
+    )
+    assert by_month["2019-01"] == (0, 0, 4)
+    assert by_month["2023-01"] == (25, 0, 4)  # `Airport_fee` lands in airport_fee
+    assert by_month["2025-01"] == (20, 20, 4)
+    first = tlc_files.trip_rows("yellow", "2023-01", 25)[0]["pickup"]
+    assert duck(
+        "select count(*) from taxi_raw.yellow_tripdata where tpep_pickup_datetime = ?", dt.datetime.fromisoformat(first)
+    ) == [(1,)]
+
+
+def test_zone_lookup_is_loaded_once(mirror, cli, duck):
+    expected = 265 if tlc_files.REAL_ZONES.exists() else 3
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    assert duck("select count(*), count(distinct location_id) from taxi_raw.taxi_zone_lookup") == [(expected, expected)]
+    assert duck("select borough, zone from taxi_raw.taxi_zone_lookup where location_id = 1") == [("EWR", "Newark Airport")]
+    gets = mirror.gets("taxi_zone_lookup")
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    assert mirror.gets("taxi_zone_lookup") == gets
+    assert duck("select count(*) from taxi_raw.taxi_zone_lookup") == [(expected,)]
+
+
+def test_missing_zone_lookup_is_a_config_error(mirror, cli):
+    mirror.files.clear()
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 2, r
+    assert "base-url" in r.err
+
+
+def test_duckdb_location_follows_dlt_config(mirror, cli, workdir, monkeypatch):
+    target = workdir / "elsewhere" / "trips.duckdb"
+    target.parent.mkdir()
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(target))
+    mirror.trips("green", "2019-01", 9)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    assert target.exists() and not (workdir / "taxi_pipeline.duckdb").exists()
+
+
+def test_base_url_from_dlt_config(mirror, cli, duck, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__BASE_URL", mirror.url)
+    mirror.trips("green", "2019-01", 7)
+    r = cli("--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 7}
+
+
+def test_status_lists_loaded_months_with_rows_and_fingerprints(mirror, cli):
+    mirror.trips("green", "2019-01", 11)
+    mirror.trips("green", "2019-02", 12)
+    assert load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
+    r = cli("status")
+    assert r.code == 0, r
+    lines = {ln.split()[0] + " " + ln.split()[1]: ln for ln in r.out.splitlines()[1:]}
+    assert lines["green_tripdata 2019-01"].split()[2:4] == ["11", "11"]
+    assert lines["green_tripdata 2019-02"].split()[2:4] == ["12", "12"]
+    etag = mirror.files["/green/green_tripdata_2019-02.csv.gz"][1]
+    assert etag in lines["green_tripdata 2019-02"]
+
+
+def test_status_on_empty_destination(cli):
+    r = cli("status")
+    assert r.code == 0 and "nothing loaded" in r.out
+
+
+@pytest.mark.parametrize("corrupt", [b"not gzip at all", gzip.compress(b"")])
+def test_unreadable_file_fails_month_cleanly(mirror, cli, duck, corrupt):
+    mirror.put(GREEN_JAN, corrupt)
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1, r
+    assert "green_tripdata 2019-01" in r.err
+    assert duck("select count(*) from information_schema.tables where table_name = 'green_tripdata'") == [(0,)]
