@@ -81,8 +81,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(exc, EXIT_FAILED, debug)
     _print_summary(result)
     if not result.ok:
-        for line in result.errors:
-            print(f"error: {line}", file=sys.stderr)
+        for failure in result.failures:
+            if debug and failure.error is not None:
+                traceback.print_exception(failure.error)
+            print(f"error: {failure.detail}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -51,6 +51,7 @@ class MonthResult:
     rows: Optional[int] = None
     seconds: float = 0.0
     detail: str = ""
+    error: Optional[BaseException] = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -65,9 +66,9 @@ class RunResult:
         return all(r.outcome != FAILED for r in self.results)
 
     @property
-    def errors(self) -> List[str]:
-        """One line per failed month."""
-        return [r.detail for r in self.results if r.outcome == FAILED]
+    def failures(self) -> List[MonthResult]:
+        """The failed months."""
+        return [r for r in self.results if r.outcome == FAILED]
 
 
 def setting(key: str, default: Any) -> Any:
@@ -75,9 +76,9 @@ def setting(key: str, default: Any) -> Any:
     try:
         value = dlt.config.get(f"sources.taxi.{key}")
     except ConfigurationException as exc:
-        raise ConfigError(f"cannot read dlt config: {_one_line(exc)}") from None
-    except Exception as exc:  # a malformed .dlt/config.toml surfaces as a TOML parse error
-        raise ConfigError(f"cannot read .dlt config files: {_one_line(exc)}") from None
+        raise ConfigError(
+            f"cannot read dlt config (.dlt/config.toml, .dlt/secrets.toml, env): {_one_line(exc)}"
+        ) from None
     return default if value is None else value
 
 
@@ -144,7 +145,7 @@ def run(
                 )
                 report(_load(pipeline, source, table, plan.month, _OUTCOME[plan.action]))
         except LoadError as exc:
-            report(MonthResult(table, None, FAILED, detail=str(exc)))
+            report(MonthResult(table, None, FAILED, detail=str(exc), error=exc))
     return result
 
 
@@ -155,11 +156,11 @@ def _load_zones(
     try:
         remote = probe(client, url)
     except LoadError as exc:
-        report(MonthResult(ZONES.table, None, FAILED, detail=str(exc)))
+        report(MonthResult(ZONES.table, None, FAILED, detail=str(exc), error=exc))
         return
     if remote is None:
         raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
-    entry = _resource_state(pipeline, ZONES.table).get(ZONES_KEY)
+    entry = _source_state(pipeline).get(ZONES_KEY)
     if entry and _count(pipeline, ZONES.table) != entry.get("rows"):
         entry = None
     action = decide(remote, entry)
@@ -179,11 +180,12 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
-        return MonthResult(
-            table, month, FAILED, seconds=time.monotonic() - started, detail=f"{label}: {_one_line(exc)}"
-        )
-    state = _resource_state(pipeline, table)
-    entry = state.get(MONTHS_KEY, {}).get(month) if month else state.get(ZONES_KEY)
+        detail = f"{label}: {_one_line(exc)}"
+        return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
+    if month:
+        entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
+    else:
+        entry = _source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
     actual = _count(pipeline, table, month)
     seconds = time.monotonic() - started
@@ -198,12 +200,17 @@ def _sync(pipeline: dlt.Pipeline) -> None:
     try:
         pipeline.sync_destination()
     except Exception as exc:
+        if _find(exc, ConfigurationException):
+            raise ConfigError(f"{pipeline.destination.destination_name} configuration: {_one_line(exc)}") from exc
         raise LoadError(f"cannot read state from {pipeline.destination.destination_name}: {_one_line(exc)}") from exc
 
 
+def _source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
+    return dict(pipeline.state.get("sources", {}).get("taxi", {}))
+
+
 def _resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
-    sources = pipeline.state.get("sources", {})
-    return dict(sources.get("taxi", {}).get("resources", {}).get(table, {}))
+    return dict(_source_state(pipeline).get("resources", {}).get(table, {}))
 
 
 def _verified_months(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
@@ -262,7 +269,7 @@ def status(destination: str = "duckdb") -> List[LoadedMonth]:
     pipeline = make_pipeline(destination)
     _sync(pipeline)
     out: List[LoadedMonth] = []
-    zones = _resource_state(pipeline, ZONES.table).get(ZONES_KEY)
+    zones = _source_state(pipeline).get(ZONES_KEY)
     if zones:
         out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
     for schema in TRIP_SCHEMAS.values():
@@ -279,13 +286,21 @@ def _loaded(table: str, month: Optional[str], entry: Mapping[str, Any], actual: 
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    """The most useful message in an exception chain, on one line: our own error if there is one."""
+def _chain(exc: BaseException) -> List[BaseException]:
+    """An exception and its causes, following dlt's `.exception` wrapper attribute too."""
     seen, chain, current = set(), [], exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         chain.append(current)
         current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    ours = [e for e in chain if isinstance(e, TaxiPipelineError)]
-    picked = ours[0] if ours else chain[-1]
+    return chain
+
+
+def _find(exc: BaseException, kind: type) -> Optional[BaseException]:
+    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most useful message in an exception chain, on one line: our own error if there is one."""
+    picked = _find(exc, TaxiPipelineError) or _chain(exc)[-1]
     return " ".join(str(picked).split()) or type(picked).__name__

@@ -20,7 +20,9 @@ from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_sc
 from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES
 
 MONTHS_KEY = "months"
-ZONES_KEY = "file"
+"""Resource-state key of a trip resource: month → {etag, last_modified, size, rows, file, loaded_at}."""
+ZONES_KEY = "zone_lookup"
+"""Source-state key of the zone file's entry (dlt resets resource state of `replace` resources every run)."""
 
 
 @dlt.source(name="taxi", section="taxi", max_table_nesting=0)
@@ -50,7 +52,8 @@ def taxi_source(
     explicit = [Month.parse(m) for m in months] if months is not None else None
     start = Month.parse(start_month)
     resources = [
-        trip_resource(taxi, root, file_format, explicit, start, force) for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
+        trip_resource(taxi, root, file_format, explicit, start, force)
+        for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
     ]
     if zones:
         resources.append(zone_lookup(root, force))
@@ -86,7 +89,7 @@ def zone_lookup(root: str, force: bool = False) -> DltResource:
 
     @dlt.resource(name=ZONES.table, write_disposition="replace", columns=ZONES.dlt_columns())
     def zones() -> Iterator[pa.RecordBatch]:
-        state: Dict[str, Any] = dlt.current.resource_state()
+        state: Dict[str, Any] = dlt.current.source_state()
         client = http_client()
         url = zones_url(root)
         if not force and decide(probe(client, url), state.get(ZONES_KEY)) == SKIP:

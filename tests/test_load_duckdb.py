@@ -40,7 +40,9 @@ def test_real_file_quirks_load_typed(mirror, cli, duck):
     mirror.trips("green", "2019-01", 21)
     mirror.trips("yellow", "2019-01", 21)
     assert load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-01").code == 0
-    types = dict(duck("select column_name, data_type from information_schema.columns where table_name='green_tripdata'"))
+    types = dict(
+        duck("select column_name, data_type from information_schema.columns where table_name = 'green_tripdata'")
+    )
     assert types["lpep_pickup_datetime"] == "TIMESTAMP"  # naive: no time zone shift
     assert types["vendor_id"] == types["ratecode_id"] == types["pu_location_id"] == "BIGINT"
     assert types["fare_amount"] == "DOUBLE" and types["ehail_fee"] == "DOUBLE"
@@ -54,7 +56,9 @@ def test_real_file_quirks_load_typed(mirror, cli, duck):
     assert first == [(1, dt.datetime.fromisoformat(expected[0]["pickup"]), 1, float(expected[0]["fare"]), None)]
     blank_ids = duck("select count(*) from taxi_raw.green_tripdata where vendor_id is null")[0][0]
     assert blank_ids == sum(1 for r in expected if r["vendor"] == "")
-    outside = duck("select count(*) from taxi_raw.green_tripdata where strftime(lpep_pickup_datetime, '%Y-%m') <> source_month")
+    outside = duck(
+        "select count(*) from taxi_raw.green_tripdata where strftime(lpep_pickup_datetime, '%Y-%m') <> source_month"
+    )
     assert outside == [(1,)]
     # yellow writes passenger_count as "1.0": stored as the integer 1
     assert duck("select min(passenger_count), max(passenger_count) from taxi_raw.yellow_tripdata") == [(1, 4)]
@@ -209,7 +213,8 @@ def test_zone_lookup_is_loaded_once(mirror, cli, duck):
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 0, r
     assert duck("select count(*), count(distinct location_id) from taxi_raw.taxi_zone_lookup") == [(expected, expected)]
-    assert duck("select borough, zone from taxi_raw.taxi_zone_lookup where location_id = 1") == [("EWR", "Newark Airport")]
+    ewr = duck("select borough, zone from taxi_raw.taxi_zone_lookup where location_id = 1")
+    assert ewr == [("EWR", "Newark Airport")]
     gets = mirror.gets("taxi_zone_lookup")
     assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     assert mirror.gets("taxi_zone_lookup") == gets

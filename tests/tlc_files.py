@@ -23,7 +23,9 @@ YELLOW_HEADER = (
     "store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,"
     "tolls_amount,improvement_surcharge,total_amount,congestion_surcharge"
 )
-FHV_HEADER = "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,SR_Flag,Affiliated_base_number"
+FHV_HEADER = (
+    "dispatching_base_num,pickup_datetime,dropOff_datetime,PUlocationID,DOlocationID,SR_Flag,Affiliated_base_number"
+)
 
 
 def _month_bounds(month: str) -> tuple[int, int]:
@@ -100,8 +102,8 @@ def trip_parquet(taxi: str, month: str, n: int, year_style: int = 2019, seed: in
     rows = trip_rows(taxi, month, n, seed)
     ts = pa.timestamp("us") if year_style < 2023 else pa.timestamp("ns")
     ids = pa.int64() if year_style < 2023 else pa.int32()
-    num = (lambda v: float(v) if v else None)  # noqa: E731
-    integer = (lambda v: int(v) if v else None)  # noqa: E731
+    num = lambda v: float(v) if v else None  # noqa: E731
+    integer = lambda v: int(v) if v else None  # noqa: E731
     pickup = "tpep_pickup_datetime" if taxi == "yellow" else "lpep_pickup_datetime"
     dropoff = pickup.replace("pickup", "dropoff")
     import datetime as dt
@@ -149,4 +151,7 @@ def zones_csv(path: Optional[Path] = None) -> bytes:
     path = path or REAL_ZONES
     if path.exists():
         return path.read_bytes()
-    return b'"LocationID","Borough","Zone","service_zone"\n1,"EWR","Newark Airport","EWR"\n2,"Queens","Jamaica Bay","Boro Zone"\n264,"Unknown","NV","N/A"\n'
+    return (
+        b'"LocationID","Borough","Zone","service_zone"\n1,"EWR","Newark Airport","EWR"\n'
+        b'2,"Queens","Jamaica Bay","Boro Zone"\n264,"Unknown","NV","N/A"\n'
+    )

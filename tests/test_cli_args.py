@@ -1,0 +1,107 @@
+"""Bad input and config: one line on stderr, exit 2, nothing loaded; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from taxi_pipeline.cli import build_parser
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--taxi", "blue", "--month", "2019-01"], "unknown taxi type 'blue'"),
+        (["--taxi", ",", "--month", "2019-01"], "no taxi type given"),
+        (["--dest", "bigquery", "--taxi", "green"], "invalid choice: 'bigquery'"),
+        (["--taxi", "green", "--month", "2019-1"], "bad month '2019-1'"),
+        (["--taxi", "green", "--month", "2019-13"], "bad month '2019-13'"),
+        (["--taxi", "green", "--start", "2019-03", "--end", "2019-01"], "--start 2019-03 is after --end 2019-01"),
+        (["--taxi", "green", "--month", "2019-01", "--start", "2019-01"], "either --month or --start/--end"),
+        (["--taxi", "green", "--format", "xlsx"], "invalid choice: 'xlsx'"),
+        (["--taxi", "green", "--base-url", "ftp://x"], "bad base URL 'ftp://x'"),
+        (["--taxi", "green", "--bogus"], "unrecognized arguments: --bogus"),
+        (["status", "--dest", "oracle"], "invalid choice: 'oracle'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(cli, workdir, args, message):
+    r = cli(*args)
+    assert r.code == 2, r
+    assert r.out == ""
+    assert r.err.count("\n") == 1 and r.err.startswith("error: ") and message in r.err, r.err
+    assert not (workdir / "taxi_pipeline.duckdb").exists()
+
+
+def test_missing_driver_names_the_extra(cli, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_psycopg2(name, *a, **kw):
+        if name == "psycopg2":
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_psycopg2)
+    r = cli("--dest", "postgres", "--taxi", "green", "--month", "2019-01")
+    assert r.code == 2 and "pip install 'taxi-pipeline[postgres]'" in r.err
+
+
+def test_bad_start_month_in_config_is_exit_2(cli, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "January")
+    r = cli("--taxi", "green")
+    assert r.code == 2 and "bad month 'January'" in r.err
+
+
+def _run_module(args, cwd, **env):
+    full_env = {**os.environ, "DLT_DATA_DIR": str(cwd / "dlt"), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=cwd, env=full_env, capture_output=True, text=True
+    )
+
+
+def test_unreadable_config_file_is_exit_2(workdir):
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "config.toml").write_text('[sources.taxi\nbase_url = "http://x\n')
+    r = _run_module(["--taxi", "green", "--month", "2019-01"], workdir)
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("error: cannot read dlt config") and r.stderr.count("\n") == 1
+    assert "Traceback" not in r.stderr
+
+
+def test_config_file_settings_are_used(workdir, mirror):
+    (workdir / ".dlt").mkdir()
+    config = f'[sources.taxi]\nbase_url = "{mirror.url}"\ntaxi_types = ["green"]\n'
+    (workdir / ".dlt" / "config.toml").write_text(config)
+    mirror.trips("green", "2019-01", 5)
+    r = _run_module(["--month", "2019-01"], workdir)
+    assert r.returncode == 0, r.stderr
+    assert "green_tripdata 2019-01" in r.stdout and "5 rows" in r.stdout
+
+
+def test_traceback_only_with_debug(workdir, mirror):
+    mirror.put("/green/green_tripdata_2019-01.csv.gz", b"\x1f\x8b\x08\x00broken")
+    plain = _run_module(["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01"], workdir)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = _run_module(["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--debug"], workdir)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "green_tripdata 2019-01" in debug.stderr
+
+
+def test_console_script_is_installed(workdir):
+    exe = os.path.join(os.path.dirname(sys.executable), "taxi-pipeline")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=workdir)
+    assert r.returncode == 0 and "--base-url" in r.stdout
+
+
+def test_contract_command_lines_parse():
+    """The command lines other parts (Kestra flows, README) rely on parse with the package's parser."""
+    args = build_parser().parse_args(
+        "--dest duckdb --taxi green,yellow --start 2019-01 --end 2019-03 --format parquet --base-url http://h".split()
+    )
+    assert (args.dest, args.taxi, args.start, args.end, args.file_format) == (
+        "duckdb", "green,yellow", "2019-01", "2019-03", "parquet",
+    )  # fmt: skip
