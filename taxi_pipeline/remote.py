@@ -73,14 +73,20 @@ class Fingerprint:
         """The form kept in dlt state."""
         return {"etag": self.etag, "last_modified": self.last_modified, "size": self.size}
 
-    @property
-    def known(self) -> bool:
-        """Whether the server told us anything at all; an unknown fingerprint never matches."""
-        return any(v is not None for v in (self.etag, self.last_modified, self.size))
-
     def same_as(self, other: Fingerprint) -> bool:
-        """True when both are known and equal: the file has not been republished."""
-        return self.known and self == other
+        """True when every value both sides know agrees (and they share at least one): not republished.
+
+        A server that omits a header on HEAD but sends it on GET (e.g. no Content-Length with chunked HEAD
+        answers) must not look republished on every run, so only values known on both sides are compared.
+        """
+        pairs = [
+            (a, b)
+            for a, b in zip(
+                (self.etag, self.last_modified, self.size), (other.etag, other.last_modified, other.size), strict=True
+            )
+            if a is not None and b is not None
+        ]
+        return bool(pairs) and all(a == b for a, b in pairs)
 
     def __str__(self) -> str:
         parts = [f"etag={self.etag}" if self.etag else "", f"size={self.size}" if self.size is not None else ""]
@@ -95,9 +101,16 @@ def http_client() -> Client:
 
 
 def probe(client: Client, url: str) -> Optional[Fingerprint]:
-    """HEAD a file: its fingerprint, or None when it is not published (404/403). Other failures raise."""
+    """HEAD a file: its fingerprint, or None when it is not published (404/403). Other failures raise.
+
+    Some hosts refuse HEAD (405, or 403 on URLs signed for GET only); then the headers of a GET are used and
+    the body is not read.
+    """
     try:
         response = client.session.head(url, allow_redirects=True)
+        if response.status_code in (403, 405, 501):
+            with client.session.get(url, stream=True, allow_redirects=True) as response:
+                pass
     except RequestException as exc:
         raise DownloadError(f"cannot reach {url}: {_reason(exc)}") from exc
     if response.status_code in NOT_PUBLISHED_STATUSES:

@@ -26,6 +26,7 @@ class Mirror:
         self.files: Dict[str, Tuple[bytes, str, str]] = {}
         self.faults: Dict[str, List[int]] = {}
         self.requests: Counter = Counter()
+        self.head_mode: Optional[object] = None  # a status for every HEAD, or "no-length"
         self._version = 0
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
 
@@ -71,6 +72,10 @@ class Mirror:
             return Response("Not Found", status=404)
         content, etag, modified = self.files[request.path]
         headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": "application/octet-stream"}
+        if request.method == "HEAD" and isinstance(self.head_mode, int):
+            return Response("HEAD not allowed", status=self.head_mode)
+        if request.method == "HEAD" and self.head_mode == "no-length":
+            return Response(iter([content]), status=200, headers=headers)  # an iterable: no Content-Length
         return Response(content, status=200, headers=headers)
 
 

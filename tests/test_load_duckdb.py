@@ -270,3 +270,19 @@ def test_unreadable_file_fails_month_cleanly(mirror, cli, duck, corrupt):
     assert r.code == 1, r
     assert "green_tripdata 2019-01" in r.err
     assert duck("select count(*) from information_schema.tables where table_name = 'green_tripdata'") == [(0,)]
+
+
+@pytest.mark.parametrize("head_mode", [403, 405, "no-length"])
+def test_hosts_that_refuse_head_or_omit_its_length_still_skip_unchanged(mirror, cli, duck, head_mode):
+    mirror.head_mode = head_mode
+    mirror.trips("green", "2019-01", 12)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    gets = mirror.gets("green_tripdata")
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0 and "skipped" in r.out, r
+    # a refused HEAD costs a GET whose body is not read; a HEAD without length costs nothing
+    assert mirror.gets("green_tripdata") - gets == (0 if head_mode == "no-length" else 1)
+    mirror.trips("green", "2019-01", 13, seed=3)
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0 and "replaced" in r.out, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 13}
