@@ -15,12 +15,16 @@ from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
-from taxi_pipeline.schemas import TableSchema
+from taxi_pipeline.schemas import TableSchema, trip_schema
 
 LOAD = "load"
 REPLACE = "replace"
 SKIP = "skip"
 NOT_PUBLISHED = "not published"
+NOT_AVAILABLE = "not available"
+"""A month before the first one the TLC publishes for a taxi type in this layout."""
+UNREACHABLE = "unreachable"
+"""The file's HEAD failed (5xx after retries, connection error): nothing is known about the month."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class MonthPlan:
     file_name: str
     action: str
     fingerprint: Optional[Fingerprint] = None
+    detail: str = ""
 
 
 def decide(remote: Optional[Fingerprint], entry: Optional[Mapping[str, Any]]) -> str:
@@ -56,22 +61,29 @@ def plan_months(
 ) -> Iterator[MonthPlan]:
     """Plan a taxi type's months against its state (`loaded`: month → state entry).
 
-    Explicit `months` are each checked with a HEAD: unchanged ones are skipped, republished ones replaced,
-    404s reported as not published. Without `months` the run is open-ended: it walks from `start` to the
-    current month, leaves already-loaded months alone without a request, and stops at the first month that is
-    not published. `force` loads explicit months without asking the server or the state.
+    Every month is checked with a HEAD: new ones are loaded, unchanged ones skipped, republished ones replaced,
+    404s reported as not published. Without `months` the run is open-ended: it walks from `start` (or the taxi
+    type's first published month, if later) to the current month and stops at the first month that is not
+    published or cannot be checked. `force` loads explicit months without asking the server or the state.
     """
-    for month in months if months is not None else months_from(start, today):
+    first = Month.parse(trip_schema(taxi).first_month)
+    for month in months if months is not None else months_from(max(start, first), today):
         key = str(month)
         url = trip_url(root, taxi, key, file_format)
         name = file_name(taxi, key, file_format)
-        if months is None and key in loaded:
-            yield MonthPlan(key, url, name, SKIP)
+        if month < first:
+            yield MonthPlan(key, url, name, NOT_AVAILABLE, detail=f"{taxi} trip data starts {first}")
             continue
         if force and months is not None:
             yield MonthPlan(key, url, name, LOAD)
             continue
-        remote = probe(client, url)
+        try:
+            remote = probe(client, url)
+        except DownloadError as exc:
+            yield MonthPlan(key, url, name, UNREACHABLE, detail=str(exc))
+            if months is None:
+                return
+            continue
         plan = MonthPlan(key, url, name, decide(remote, loaded.get(key)), remote)
         yield plan
         if months is None and plan.action == NOT_PUBLISHED:

@@ -21,7 +21,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from taxi_pipeline.destinations import make_destination
 from taxi_pipeline.errors import ConfigError, LoadError, TaxiPipelineError
-from taxi_pipeline.helpers import LOAD, NOT_PUBLISHED, REPLACE, SKIP, decide, plan_months
+from taxi_pipeline.helpers import LOAD, NOT_AVAILABLE, NOT_PUBLISHED, REPLACE, SKIP, UNREACHABLE, decide, plan_months
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
@@ -38,7 +38,7 @@ LOADED = "loaded"
 REPLACED = "replaced"
 SKIPPED = "skipped"
 FAILED = "failed"
-_OUTCOME = {LOAD: LOADED, REPLACE: REPLACED, SKIP: SKIPPED, NOT_PUBLISHED: NOT_PUBLISHED}
+_OUTCOME = {LOAD: LOADED, REPLACE: REPLACED, SKIP: SKIPPED, NOT_PUBLISHED: NOT_PUBLISHED, NOT_AVAILABLE: NOT_AVAILABLE}
 
 
 @dataclass
@@ -133,19 +133,17 @@ def run(
     for taxi in taxis:
         table = trip_schema(taxi).table
         loaded = _verified_months(pipeline, table)
-        try:
-            for plan in plan_months(client, root, taxi, fmt, months, first, loaded, today=today):
-                if months is None and plan.action == SKIP:
-                    continue  # open-ended runs do not list every month loaded before
-                if plan.action not in (LOAD, REPLACE):
-                    report(MonthResult(table, plan.month, _OUTCOME[plan.action], _rows(loaded, plan.month)))
-                    continue
+        for plan in plan_months(client, root, taxi, fmt, months, first, loaded, today=today):
+            if plan.action == UNREACHABLE:
+                report(MonthResult(table, plan.month, FAILED, detail=f"{table} {plan.month}: {plan.detail}"))
+            elif plan.action in (LOAD, REPLACE):
                 source = taxi_source(
                     taxi_types=[taxi], months=[plan.month], file_format=fmt, base_url=root, zones=False, force=True
                 )
                 report(_load(pipeline, source, table, plan.month, _OUTCOME[plan.action]))
-        except LoadError as exc:
-            report(MonthResult(table, None, FAILED, detail=str(exc), error=exc))
+            else:
+                rows = _rows(loaded, plan.month)
+                report(MonthResult(table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
     return result
 
 
@@ -180,6 +178,8 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
+        if _find(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc
         detail = f"{label}: {_one_line(exc)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
     if month:
@@ -196,13 +196,20 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
 
 
 def _sync(pipeline: dlt.Pipeline) -> None:
-    """Restore state from the destination when the local working folder is new or behind."""
+    """Restore state from the destination when the local folder is new or behind; drop leftovers of a killed run.
+
+    This is the first contact with the destination, so a failure here is reported as configuration to fix
+    (exit 2), naming the credentials setting.
+    """
+    name = pipeline.destination.destination_name
     try:
         pipeline.sync_destination()
     except Exception as exc:
-        if _find(exc, ConfigurationException):
-            raise ConfigError(f"{pipeline.destination.destination_name} configuration: {_one_line(exc)}") from exc
-        raise LoadError(f"cannot read state from {pipeline.destination.destination_name}: {_one_line(exc)}") from exc
+        setting_name = f"DESTINATION__{pipeline.destination.destination_type.rsplit('.', 1)[-1].upper()}__CREDENTIALS"
+        raise ConfigError(f"cannot open the {name} destination (check {setting_name}): {_one_line(exc)}") from exc
+    if pipeline.has_pending_data:
+        # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
+        pipeline.abort_packages()
 
 
 def _source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
@@ -219,7 +226,7 @@ def _verified_months(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[st
     if not entries:
         return {}
     counts = month_counts(pipeline, table)
-    return {m: e for m, e in entries.items() if counts.get(m) == e.get("rows")}
+    return {m: e for m, e in entries.items() if counts.get(m, 0) == e.get("rows")}
 
 
 def month_counts(pipeline: dlt.Pipeline, table: str) -> Dict[str, int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import gzip
 import zlib
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -140,14 +140,13 @@ def read_csv_gz(
         column_types={n: _csv_read_type(schema.lookup(n)) if not n.startswith("__empty_") else TEXT for n in names},
         include_columns=[n for n in names if not n.startswith("__empty_")],
         strings_can_be_null=True,
+        null_values=[""],  # only blanks: "NA" / "N/A" are real values (zone 264/265 service_zone)
         timestamp_parsers=[pacsv.ISO8601],
     )
     stream = pa.CompressedInputStream(pa.OSFile(path), "gzip") if gzipped else pa.OSFile(path)
     try:
         with pacsv.open_csv(stream, read_options=read_options, convert_options=convert_options) as reader:
-            for batch in reader:
-                if batch.num_rows:
-                    yield conformer.conform(batch, source_month)
+            yield from _non_empty(conformer, reader, source_month)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
 
@@ -162,11 +161,22 @@ def read_parquet(
         raise FileFormatError(f"{file_name} is not a readable parquet file: {exc}") from None
     conformer = Conformer(schema, pf.schema_arrow.names, file_name)
     try:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            if batch.num_rows:
-                yield conformer.conform(batch, source_month)
+        yield from _non_empty(conformer, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS), source_month)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+
+
+def _non_empty(
+    conformer: Conformer, batches: Iterable[pa.RecordBatch], source_month: Optional[str]
+) -> Iterator[pa.RecordBatch]:
+    """Conformed non-empty batches; a file without a single row is refused (a month is never emptied by one)."""
+    rows = 0
+    for batch in batches:
+        if batch.num_rows:
+            rows += batch.num_rows
+            yield conformer.conform(batch, source_month)
+    if not rows:
+        raise FileFormatError(f"{conformer.file_name} has a header but no rows")
 
 
 def _is_gzip(path: str) -> bool:

@@ -95,9 +95,16 @@ class Fingerprint:
         return " ".join(p for p in parts if p) or "unknown"
 
 
+_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "taxi-pipeline (dlt requests helper)"}
+
+
 def http_client() -> Client:
-    """A dlt requests client (retries and timeouts from dlt runtime config) that leaves status checks to us."""
-    return Client(raise_for_status=False)
+    """A dlt requests client (retries and timeouts from dlt runtime config) that leaves status checks to us.
+
+    It asks for the bytes as stored (`Accept-Encoding: identity`), so sizes and ETags of HEAD and GET agree and
+    a host that compresses on the fly cannot hand back something other than the file.
+    """
+    return Client(raise_for_status=False, session_attrs={"headers": _HEADERS})
 
 
 def probe(client: Client, url: str) -> Optional[Fingerprint]:

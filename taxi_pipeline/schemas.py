@@ -7,6 +7,7 @@ the years (matched case-insensitively, so `airport_fee` and `Airport_fee` are on
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -49,6 +50,8 @@ class TableSchema:
     table: str
     columns: Tuple[Column, ...]
     lineage: bool = True
+    first_month: str = "2009-01"
+    """The first month the TLC publishes in this layout; open-ended walks start no earlier."""
     _by_spelling: Dict[str, Column] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +112,8 @@ YELLOW = TableSchema(
         _opt("airport_fee", FLOAT),
         _opt("cbd_congestion_fee", FLOAT),
     ),
+    # 2009-2010 yellow files use an older layout (coordinates instead of zone ids): not this table
+    first_month="2011-01",
 )
 
 GREEN = TableSchema(
@@ -131,6 +136,7 @@ GREEN = TableSchema(
         _COMMON_MONEY[7],
         _opt("cbd_congestion_fee", FLOAT),
     ),
+    first_month="2013-08",
 )
 
 FHV = TableSchema(
@@ -144,6 +150,7 @@ FHV = TableSchema(
         _opt("sr_flag", INT, "SR_Flag"),
         _opt("affiliated_base_number", TEXT, "Affiliated_base_number"),
     ),
+    first_month="2015-01",
 )
 
 FHVHV = TableSchema(
@@ -175,6 +182,7 @@ FHVHV = TableSchema(
         _opt("wav_match_flag", TEXT),
         _opt("cbd_congestion_fee", FLOAT),
     ),
+    first_month="2019-02",
 )
 
 ZONES = TableSchema(
@@ -203,8 +211,13 @@ def trip_schema(taxi: str) -> TableSchema:
 
 
 def parse_taxi_types(value: Iterable[str] | str) -> List[str]:
-    """Split and validate a comma-separated list of taxi types, keeping order and dropping repeats."""
-    items = value.split(",") if isinstance(value, str) else list(value)
+    """Split and validate taxi types (`green,yellow`, `["green"]` or a list), keeping order, dropping repeats."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f'bad taxi type list {value!r}: use green,yellow or ["green", "yellow"]') from None
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     taxis: List[str] = []
     for item in (i.strip().lower() for i in items):
         if not item:

@@ -13,7 +13,8 @@ import dlt
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from taxi_pipeline.helpers import LOAD, REPLACE, SKIP, decide, plan_months, read_remote
+from taxi_pipeline.errors import DownloadError
+from taxi_pipeline.helpers import LOAD, REPLACE, SKIP, UNREACHABLE, decide, plan_months, read_remote
 from taxi_pipeline.months import Month
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
@@ -76,6 +77,8 @@ def trip_resource(
         loaded: Dict[str, Any] = dlt.current.resource_state().setdefault(MONTHS_KEY, {})
         client = http_client()
         for plan in plan_months(client, root, taxi, file_format, months, start, loaded, force=force):
+            if plan.action == UNREACHABLE:
+                raise DownloadError(plan.detail)
             if plan.action in (LOAD, REPLACE):
                 record: Dict[str, Any] = {}
                 yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections import Counter
 from email.utils import formatdate
 from pathlib import Path
@@ -27,6 +28,8 @@ class Mirror:
         self.faults: Dict[str, List[int]] = {}
         self.requests: Counter = Counter()
         self.head_mode: Optional[object] = None  # a status for every HEAD, or "no-length"
+        self.delay: Dict[str, float] = {}  # seconds to wait before answering a GET of a path
+        self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
         self._version = 0
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
 
@@ -65,6 +68,9 @@ class Mirror:
 
     def _handle(self, request: Request) -> Response:
         self.requests[(request.method, request.path)] += 1
+        self.encodings.append(request.headers.get("Accept-Encoding"))
+        if request.method == "GET" and request.path in self.delay:
+            time.sleep(self.delay[request.path])
         pending = self.faults.get(request.path)
         if pending:
             return Response("unavailable", status=pending.pop(0))

@@ -105,3 +105,26 @@ def test_contract_command_lines_parse():
     assert (args.dest, args.taxi, args.start, args.end, args.file_format) == (
         "duckdb", "green,yellow", "2019-01", "2019-03", "parquet",
     )  # fmt: skip
+
+
+def test_ctrl_c_stops_the_run_and_keeps_nothing_of_the_month(workdir, mirror):
+    import signal
+    import time
+
+    mirror.trips("green", "2019-01", 10)
+    mirror.trips("green", "2019-02", 10)
+    mirror.delay["/green/green_tripdata_2019-01.csv.gz"] = 3
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
+    args = ["--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=workdir, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not mirror.gets("2019-01") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mirror.gets("2019-01"), "the download never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "interrupted" in err and "Traceback" not in err
+    assert mirror.gets("2019-02") == 0, "months after an interrupt must not be loaded"

@@ -104,14 +104,20 @@ def test_open_ended_run_loads_from_start_month_and_stops_at_first_unpublished(mi
     assert month_counts(duck, "green_tripdata") == {"2019-11": 12, "2019-12": 12, "2020-01": 12}
     assert "2020-02" in r.out and "not published" in r.out
     assert not [p for (_, p) in mirror.requests if "2020-03" in p]
-    # the next open-ended run asks only for months not loaded yet
+    # the next open-ended run checks loaded months (HEAD) but downloads only new ones, up to the next gap
     mirror.trips("green", "2020-02", 5)
-    before = dict(mirror.requests)
+    before = mirror.requests.copy()
     r = load(cli, mirror, "--taxi", "green")
     assert r.code == 0, r
-    assert month_counts(duck, "green_tripdata")["2020-02"] == 5
-    asked = {p for key, n in mirror.requests.items() if n != before.get(key) for p in [key[1]]}
-    assert not [p for p in asked if "2019-1" in p or "2020-01" in p]
+    assert month_counts(duck, "green_tripdata") == {
+        "2019-11": 12,
+        "2019-12": 12,
+        "2020-01": 12,
+        "2020-02": 5,
+        "2020-03": 12,
+    }
+    new_gets = {p for (method, p), n in mirror.requests.items() if method == "GET" and n != before[(method, p)]}
+    assert new_gets == {"/green/green_tripdata_2020-02.csv.gz", "/green/green_tripdata_2020-03.csv.gz"}
 
 
 def test_503_once_then_success(mirror, cli, duck):
@@ -286,3 +292,103 @@ def test_hosts_that_refuse_head_or_omit_its_length_still_skip_unchanged(mirror, 
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 0 and "replaced" in r.out, r
     assert month_counts(duck, "green_tripdata") == {"2019-01": 13}
+
+
+def test_zone_values_like_na_are_kept(mirror, cli, duck):
+    if not tlc_files.REAL_ZONES.exists():
+        pytest.skip("needs shared/data/taxi_zone_lookup.csv beside the repository")
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    assert duck("select location_id, zone, service_zone from taxi_raw.taxi_zone_lookup where location_id >= 264") == [
+        (264, "NV", "N/A"),
+        (265, "NA", "N/A"),
+    ]
+
+
+def test_open_ended_run_replaces_republished_months(mirror, cli, duck, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "2019-01")
+    mirror.trips("green", "2019-01", 10)
+    assert load(cli, mirror, "--taxi", "green").code == 0
+    mirror.trips("green", "2019-01", 14, seed=5)
+    r = load(cli, mirror, "--taxi", "green")
+    assert r.code == 0 and "replaced" in r.out, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 14}
+
+
+def test_open_ended_walk_starts_at_the_taxi_types_first_month(mirror, cli, duck, monkeypatch):
+    """fhvhv starts 2019-02: a walk from the default 2019-01 must not stop at its 404."""
+    mirror.put("/trip-data/fhvhv_tripdata_2019-02.parquet", tlc_files.fhvhv_parquet("2019-02", 6))
+    r = load(cli, mirror, "--format", "parquet", "--taxi", "fhvhv")
+    assert r.code == 0, r
+    assert month_counts(duck, "fhvhv_tripdata") == {"2019-02": 6}
+    assert not [p for (_, p) in mirror.requests if "2019-01" in p]
+
+
+def test_yellow_months_before_2011_are_not_available_without_a_request(mirror, cli):
+    r = load(cli, mirror, "--taxi", "yellow", "--month", "2010-06")
+    assert r.code == 0, r
+    assert "not available" in r.out
+    assert not [p for (_, p) in mirror.requests if "yellow" in p]
+
+
+def test_unreachable_month_does_not_drop_the_following_ones(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 5)
+    mirror.trips("green", "2019-02", 6)
+    mirror.fail(GREEN_JAN, *([502] * 10))
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 1, r
+    assert "green_tripdata 2019-01" in r.err and "502" in r.err
+    assert month_counts(duck, "green_tripdata") == {"2019-02": 6}
+
+
+@pytest.mark.parametrize("header_only", [True, False])
+def test_file_without_rows_fails_and_keeps_the_month(mirror, cli, duck, header_only):
+    mirror.trips("green", "2019-01", 5)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    body = (tlc_files.GREEN_HEADER + "\n").encode() if header_only else b"\n"
+    mirror.put(GREEN_JAN, gzip.compress(body))
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1 and "green_tripdata 2019-01" in r.err, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 5}
+
+
+def test_taxi_types_from_json_env_var(mirror, cli, duck, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__TAXI_TYPES", '["green"]')
+    mirror.trips("green", "2019-01", 4)
+    r = load(cli, mirror, "--month", "2019-01")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 4}
+
+
+def test_leftover_package_of_a_killed_run_is_discarded(mirror, cli, duck, workdir):
+    """A package extracted and normalized but never loaded (the process died) must not land later."""
+    import dlt
+
+    from taxi_pipeline import taxi_source
+    from taxi_pipeline.destinations import make_destination
+
+    mirror.trips("green", "2019-01", 8)
+    pipe = dlt.pipeline("taxi_pipeline_duckdb", destination=make_destination("duckdb"), dataset_name="taxi_raw")
+    pipe.extract(taxi_source(taxi_types=["green"], months=["2019-01"], base_url=mirror.url, zones=False))
+    pipe.normalize()
+    assert pipe.has_pending_data
+    mirror.trips("green", "2019-02", 3)
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-02")
+    assert r.code == 0, r
+    assert r.err == ""
+    assert month_counts(duck, "green_tripdata") == {"2019-02": 3}
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0 and "loaded" in r.out, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 8, "2019-02": 3}
+
+
+def test_unopenable_duckdb_file_is_a_config_error(mirror, cli, workdir, monkeypatch):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(workdir / "missing-dir" / "x.duckdb"))
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 2, r
+    assert "DESTINATION__DUCKDB__CREDENTIALS" in r.err
+
+
+def test_files_are_requested_without_transfer_encoding(mirror, cli):
+    mirror.trips("green", "2019-01", 4)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    assert mirror.encodings and set(mirror.encodings) == {"identity"}

@@ -155,3 +155,31 @@ def zones_csv(path: Optional[Path] = None) -> bytes:
         b'"LocationID","Borough","Zone","service_zone"\n1,"EWR","Newark Airport","EWR"\n'
         b'2,"Queens","Jamaica Bay","Boro Zone"\n264,"Unknown","NV","N/A"\n'
     )
+
+
+def fhvhv_parquet(month: str, n: int) -> bytes:
+    """A small fhvhv parquet in the TLC layout (string flags, int trip_time, ns timestamps)."""
+    import datetime as dt
+
+    rows = trip_rows("fhvhv", month, n)
+    ts = pa.timestamp("ns")
+    table = pa.table(
+        {
+            "hvfhs_license_num": ["HV0003"] * n,
+            "dispatching_base_num": ["B02764"] * n,
+            "originating_base_num": [None] * n,
+            "request_datetime": pa.array([dt.datetime.fromisoformat(r["pickup"]) for r in rows], ts),
+            "on_scene_datetime": pa.nulls(n, ts),
+            "pickup_datetime": pa.array([dt.datetime.fromisoformat(r["pickup"]) for r in rows], ts),
+            "dropoff_datetime": pa.array([dt.datetime.fromisoformat(r["dropoff"]) for r in rows], ts),
+            "PULocationID": pa.array([int(r["pu"]) for r in rows], pa.int64()),
+            "DOLocationID": pa.array([int(r["do"]) for r in rows], pa.int64()),
+            "trip_miles": [float(r["distance"]) for r in rows],
+            "trip_time": pa.array([600] * n, pa.int64()),
+            "base_passenger_fare": [float(r["fare"]) for r in rows],
+            "shared_request_flag": ["N"] * n,
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
