@@ -154,7 +154,7 @@ def _load_zones(
     try:
         remote = probe(client, url)
     except LoadError as exc:
-        report(MonthResult(ZONES.table, None, FAILED, detail=str(exc), error=exc))
+        report(MonthResult(ZONES.table, None, FAILED, detail=f"{ZONES.table}: {exc}", error=exc))
         return
     if remote is None:
         raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
