@@ -7,13 +7,16 @@ yet), 1 (a load failed) or 2 (bad input or config). Errors are one line; `--debu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
 import sys
 import traceback
-from typing import List, NoReturn, Optional, Sequence
+from typing import Iterator, List, NoReturn, Optional, Sequence
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError
-from taxi_pipeline.pipeline import FAILED, MonthResult, RunResult, run, status
+from taxi_pipeline.pipeline import MonthResult, RunResult, run, status
 from taxi_pipeline.settings import FILE_FORMATS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -56,6 +59,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
+    with _dlt_log_level(None if debug else "CRITICAL"):
+        return _main(args_list, debug)
+
+
+@contextlib.contextmanager
+def _dlt_log_level(level: Optional[str]) -> Iterator[None]:
+    """Keep dlt's own logger (which logs failed jobs with tracebacks) quiet unless --debug or set by the user."""
+    if level is None or "RUNTIME__LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RUNTIME__LOG_LEVEL"] = level
+    try:
+        yield
+    finally:
+        os.environ.pop("RUNTIME__LOG_LEVEL", None)
+
+
+def _main(args_list: List[str], debug: bool) -> int:
     try:
         if args_list[:1] == ["status"]:
             args = build_status_parser().parse_args(args_list[1:])
@@ -71,6 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             file_format=args.file_format,
             base_url=args.base_url,
             on_result=_print_result,
+            on_notice=lambda message: print(f"note: {message}", file=sys.stderr, flush=True),
         )
     except TaxiPipelineError as exc:
         return _fail(exc, exc.exit_code, debug)
@@ -84,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for failure in result.failures:
             if debug and failure.error is not None:
                 traceback.print_exception(failure.error)
-            print(f"error: {failure.detail}", file=sys.stderr)
+            print(f"error: {redact(failure.detail)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -93,15 +115,31 @@ def _fail(exc: BaseException, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
     message = " ".join(str(exc).split()) or type(exc).__name__
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {redact(message)}", file=sys.stderr)
     return code
+
+
+_SECRETS = (
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),  # scheme://user:password@host
+    (
+        re.compile(r"(?i)\b(password|passwd|pwd|private_key_passphrase|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"),
+        r"\1\2***",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in connection strings and `password=…` pairs before anything is printed."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _print_result(res: MonthResult) -> None:
     what = f"{res.table} {res.month}" if res.month else res.table
     rows = f"{res.rows:,} rows" if res.rows is not None else ""
     secs = f"{res.seconds:.1f}s" if res.seconds else ""
-    tail = f" — {res.detail}" if res.outcome == FAILED and res.detail else ""
+    tail = f" — {redact(res.detail)}" if res.detail else ""
     print(f"{what:<32} {res.outcome:<14} {rows:>16} {secs:>8}{tail}".rstrip(), flush=True)
 
 

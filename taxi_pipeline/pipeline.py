@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from taxi_pipeline.destinations import make_destination
 from taxi_pipeline.errors import ConfigError, LoadError, TaxiPipelineError
 from taxi_pipeline.helpers import LOAD, NOT_AVAILABLE, NOT_PUBLISHED, REPLACE, SKIP, UNREACHABLE, decide, plan_months
+from taxi_pipeline.locks import destination_lock
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
@@ -85,6 +86,9 @@ def setting(key: str, default: Any) -> Any:
 def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = None) -> dlt.Pipeline:
     """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default)."""
     dest = make_destination(destination)
+    if dlt.config.get("data_writer.disable_compression") is None:
+        # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md)
+        dlt.config["data_writer.disable_compression"] = True
     dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
     return dlt.pipeline(
         pipeline_name=f"{PIPELINE_NAME_PREFIX}_{destination}",
@@ -102,14 +106,16 @@ def run(
     file_format: Optional[str] = None,
     base_url: Optional[str] = None,
     on_result: Optional[Callable[[MonthResult], None]] = None,
+    on_notice: Optional[Callable[[str], None]] = None,
     today: Optional[dt.date] = None,
 ) -> RunResult:
     """Load the zone lookup and the requested trip months into `destination`, each month atomically.
 
     Months: `month`, or `start`..`end` inclusive, or (neither) every month from `start` (default
     `sources.taxi.start_month`) up to the newest published one, skipping months already loaded. Unset options
-    come from dlt config (`sources.taxi.*`). Raises ConfigError for bad input; failed months are reported in
-    the result (and through `on_result` as they happen), the others still load.
+    come from dlt config (`sources.taxi.*`). Raises ConfigError for bad input or a destination that cannot be
+    opened; failed months are reported in the result (and through `on_result` as they happen), the others still
+    load. Runs on one destination dataset are serialized; `on_notice` hears when this one has to wait.
     """
     try:
         taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
@@ -120,7 +126,22 @@ def run(
         raise ConfigError(str(exc)) from None
 
     pipeline = make_pipeline(destination)
-    _sync(pipeline)
+    check_destination(pipeline)
+    with destination_lock(pipeline, on_wait=on_notice):
+        _sync(pipeline)
+        return _run_locked(pipeline, taxis, months, first, fmt, root, on_result, today)
+
+
+def _run_locked(
+    pipeline: dlt.Pipeline,
+    taxis: List[str],
+    months: Optional[List[Month]],
+    first: Month,
+    fmt: str,
+    root: str,
+    on_result: Optional[Callable[[MonthResult], None]],
+    today: Optional[dt.date],
+) -> RunResult:
     result = RunResult()
 
     def report(res: MonthResult) -> None:
@@ -195,18 +216,33 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
     return MonthResult(table, month, outcome, rows, seconds)
 
 
-def _sync(pipeline: dlt.Pipeline) -> None:
-    """Restore state from the destination when the local folder is new or behind; drop leftovers of a killed run.
+def check_destination(pipeline: dlt.Pipeline) -> None:
+    """Connect to the destination once; a failure is configuration to fix (exit 2) naming the setting."""
+    try:
+        with pipeline.sql_client() as client:
+            client.execute_sql("SELECT 1")
+    except Exception as exc:
+        raise destination_error(pipeline, exc) from exc
 
-    This is the first contact with the destination, so a failure here is reported as configuration to fix
-    (exit 2), naming the credentials setting.
-    """
-    name = pipeline.destination.destination_name
+
+def destination_error(pipeline: dlt.Pipeline, exc: BaseException) -> ConfigError:
+    """A one-line ConfigError naming the credentials setting of the pipeline's destination."""
+    kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
+    setting_name = f"DESTINATION__{kind.upper()}__CREDENTIALS"
+    if _find(exc, ConfigFieldMissingException):
+        return ConfigError(
+            f"no credentials for the {kind} destination: set {setting_name} or [destination.{kind}] credentials "
+            "in .dlt/secrets.toml"
+        )
+    return ConfigError(f"cannot open the {kind} destination (check {setting_name}): {_one_line(exc)}")
+
+
+def _sync(pipeline: dlt.Pipeline) -> None:
+    """Restore state from the destination when the local folder is new or behind; drop leftovers of a killed run."""
     try:
         pipeline.sync_destination()
     except Exception as exc:
-        setting_name = f"DESTINATION__{pipeline.destination.destination_type.rsplit('.', 1)[-1].upper()}__CREDENTIALS"
-        raise ConfigError(f"cannot open the {name} destination (check {setting_name}): {_one_line(exc)}") from exc
+        raise destination_error(pipeline, exc) from exc
     if pipeline.has_pending_data:
         # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
         pipeline.abort_packages()
@@ -274,7 +310,11 @@ class LoadedMonth:
 def status(destination: str = "duckdb") -> List[LoadedMonth]:
     """What is loaded where: every month in state (restored from the destination) with its destination count."""
     pipeline = make_pipeline(destination)
-    _sync(pipeline)
+    check_destination(pipeline)
+    try:
+        pipeline.sync_destination()
+    except Exception as exc:
+        raise destination_error(pipeline, exc) from exc
     out: List[LoadedMonth] = []
     zones = _source_state(pipeline).get(ZONES_KEY)
     if zones:

@@ -141,3 +141,59 @@ def duck(workdir: Path):
 
 def month_counts(duck, table: str) -> Dict[str, int]:
     return dict(duck(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1"))
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the session: `TAXI_TEST_PG_DSN`, else a throwaway cluster (a failure in CI)."""
+    from tests import pgserver
+
+    dsn = os.environ.get("TAXI_TEST_PG_DSN")
+    if dsn:
+        yield dsn.rsplit("/", 1)[0]
+        return
+    try:
+        cluster = pgserver.start_cluster()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}; set TAXI_TEST_PG_DSN or install postgresql")
+    yield cluster.dsn("").rstrip("/")
+    cluster.stop()
+
+
+class Postgres:
+    """One fresh database; `query(sql)` → rows."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def query(self, sql: str, *params):
+        import psycopg2
+
+        with psycopg2.connect(self.dsn) as con, con.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchall() if cur.description else None
+
+    def month_counts(self, table: str) -> Dict[str, int]:
+        return dict(self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1"))
+
+
+@pytest.fixture
+def pg(pg_server, monkeypatch) -> Postgres:
+    """A fresh database on the session's server, set as the dlt postgres destination for this test."""
+    import uuid
+
+    import psycopg2
+
+    name = f"taxi_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(f"{pg_server}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"create database {name}")
+    dsn = f"{pg_server}/{name}"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
+    yield Postgres(dsn)
+    with admin.cursor() as cur:
+        cur.execute(f"drop database if exists {name} with (force)")
+    admin.close()
