@@ -90,9 +90,12 @@ def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = Non
         # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md)
         dlt.config["data_writer.disable_compression"] = True
     dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
+    # optional external stage for Snowflake (e.g. "filesystem" with [destination.filesystem] bucket_url = "s3://…")
+    staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination == "snowflake" else None
     return dlt.pipeline(
         pipeline_name=f"{PIPELINE_NAME_PREFIX}_{destination}",
         destination=dest,
+        staging=staging,
         dataset_name=dataset,
     )
 
