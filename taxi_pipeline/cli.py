@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end", help="last month to load, YYYY-MM, inclusive (default: newest published)")
     parser.add_argument("--format", dest="file_format", choices=FILE_FORMATS, help="csv (default) or parquet")
     parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
+    parser.add_argument("--dbt", action="store_true", help="run `dbt build` on the destination after the load")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -65,15 +67,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 @contextlib.contextmanager
 def _dlt_log_level(level: Optional[str]) -> Iterator[None]:
-    """Keep dlt's own logger (which logs failed jobs with tracebacks) quiet unless --debug or set by the user."""
+    """Keep dlt's own logger (which logs failed jobs with tracebacks) quiet unless --debug or set by the user.
+
+    dlt sets its logger up from `RUNTIME__LOG_LEVEL` once per process, so both the env var (for that set-up) and
+    the logger itself are set, and both restored afterwards.
+    """
     if level is None or "RUNTIME__LOG_LEVEL" in os.environ:
         yield
         return
+    logger = logging.getLogger("dlt")
+    previous = logger.level
     os.environ["RUNTIME__LOG_LEVEL"] = level
+    logger.setLevel(level)
     try:
         yield
     finally:
         os.environ.pop("RUNTIME__LOG_LEVEL", None)
+        logger.setLevel(previous)
 
 
 def _main(args_list: List[str], debug: bool) -> int:
@@ -93,6 +103,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             base_url=args.base_url,
             on_result=_print_result,
             on_notice=lambda message: print(f"note: {message}", file=sys.stderr, flush=True),
+            dbt=args.dbt,
         )
     except TaxiPipelineError as exc:
         return _fail(exc, exc.exit_code, debug)
@@ -105,15 +116,22 @@ def _main(args_list: List[str], debug: bool) -> int:
     if not result.ok:
         for failure in result.failures:
             if debug and failure.error is not None:
-                traceback.print_exception(failure.error)
+                _print_traceback(failure.error)
             print(f"error: {redact(failure.detail)}", file=sys.stderr)
+        if result.dbt is not None and not result.dbt.success:
+            failed = ", ".join(result.dbt.failures[:5]) + (" …" if len(result.dbt.failures) > 5 else "")
+            print(f"error: dbt build failed: {len(result.dbt.failures)} failing node(s): {failed}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
 
+def _print_traceback(exc: BaseException) -> None:
+    print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+
+
 def _fail(exc: BaseException, code: int, debug: bool) -> int:
     if debug:
-        traceback.print_exc()
+        _print_traceback(exc)
     message = " ".join(str(exc).split()) or type(exc).__name__
     print(f"error: {redact(message)}", file=sys.stderr)
     return code
@@ -149,7 +167,8 @@ def _print_summary(result: RunResult) -> None:
         counts[res.outcome] = counts.get(res.outcome, 0) + 1
     loaded_rows = sum(r.rows or 0 for r in result.results if r.outcome in ("loaded", "replaced"))
     parts = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "nothing to do"
-    print(f"summary: {parts}; {loaded_rows:,} rows loaded")
+    dbt = "" if result.dbt is None else f"; dbt build {'passed' if result.dbt.success else 'FAILED'}"
+    print(f"summary: {parts}; {loaded_rows:,} rows loaded{dbt}")
 
 
 def _print_status(destination: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Tuple
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 
-from taxi_pipeline.errors import ConfigError
+from taxi_pipeline.errors import ConfigError, find_cause, one_line
 from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
@@ -32,3 +34,42 @@ def make_destination(name: str) -> Destination:
             return dlt.destinations.duckdb()
         return dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE)
     return Destination.from_reference(name)
+
+
+def check_destination(pipeline: dlt.Pipeline) -> None:
+    """Connect to the destination once; a failure is configuration to fix (exit 2) naming the setting."""
+    try:
+        with pipeline.sql_client() as client:
+            client.execute_sql("SELECT 1")
+    except Exception as exc:
+        raise destination_error(pipeline, exc) from exc
+
+
+def destination_location(dest: Destination) -> str:
+    """Where a destination writes: the DuckDB file's real path, or host:port/database ("" when not configured)."""
+    try:
+        credentials = dest.configuration(dest.spec(), accept_partial=True).credentials
+    except Exception:  # unreadable config surfaces later, with the setting named, at first contact
+        return ""
+    if dest.destination_name == "duckdb":
+        database = getattr(credentials, "database", None) or str(credentials or "")
+        return os.path.realpath(database) if database else ""
+    parts = [getattr(credentials, name, None) for name in ("host", "port", "database")]
+    return "/".join(str(p) for p in parts if p is not None)
+
+
+def destination_kind(pipeline: dlt.Pipeline) -> str:
+    """`duckdb`, `postgres` or `snowflake` for a pipeline's destination."""
+    return pipeline.destination.destination_type.rsplit(".", 1)[-1]
+
+
+def destination_error(pipeline: dlt.Pipeline, exc: BaseException) -> ConfigError:
+    """A one-line ConfigError naming the credentials setting of the pipeline's destination."""
+    kind = destination_kind(pipeline)
+    setting_name = f"DESTINATION__{kind.upper()}__CREDENTIALS"
+    if find_cause(exc, ConfigFieldMissingException):
+        return ConfigError(
+            f"no credentials for the {kind} destination: set {setting_name} or [destination.{kind}] credentials "
+            "in .dlt/secrets.toml"
+        )
+    return ConfigError(f"cannot open the {kind} destination (check {setting_name}): {one_line(exc)}")

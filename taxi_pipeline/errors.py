@@ -1,5 +1,7 @@
 """Errors the CLI turns into exit codes: ConfigError → 2 (fix the input), LoadError → 1 (retry the load)."""
 
+from typing import List, Optional
+
 
 class TaxiPipelineError(Exception):
     """Base of the package's errors; the message is one line naming what to fix."""
@@ -25,3 +27,24 @@ class DownloadError(LoadError):
 
 class FileFormatError(LoadError):
     """A file could not be read as the expected layout (truncated gzip, missing columns, bad values)."""
+
+
+def exception_chain(exc: BaseException) -> List[BaseException]:
+    """An exception and its causes, following dlt's `.exception` wrapper attribute too."""
+    seen, chain, current = set(), [], exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return chain
+
+
+def find_cause(exc: BaseException, kind: type) -> Optional[BaseException]:
+    """The first exception of `kind` in the chain, or None."""
+    return next((e for e in exception_chain(exc) if isinstance(e, kind)), None)
+
+
+def one_line(exc: BaseException) -> str:
+    """The most useful message in an exception chain, on one line: our own error if there is one."""
+    picked = find_cause(exc, TaxiPipelineError) or exception_chain(exc)[-1]
+    return " ".join(str(picked).split()) or type(picked).__name__

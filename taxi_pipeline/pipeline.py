@@ -10,19 +10,22 @@ loaded again on the next run.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from taxi_pipeline.destinations import make_destination
-from taxi_pipeline.errors import ConfigError, LoadError, TaxiPipelineError
+from taxi_pipeline.destinations import check_destination, destination_error, destination_location, make_destination
+from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
 from taxi_pipeline.helpers import LOAD, NOT_AVAILABLE, NOT_PUBLISHED, REPLACE, SKIP, UNREACHABLE, decide, plan_months
-from taxi_pipeline.locks import destination_lock
+from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
@@ -34,6 +37,7 @@ from taxi_pipeline.settings import (
     PIPELINE_NAME_PREFIX,
 )
 from taxi_pipeline.source import MONTHS_KEY, ZONES_KEY, taxi_source
+from taxi_pipeline.transform import DbtResult, run_dbt
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -60,11 +64,13 @@ class RunResult:
     """Every file's outcome in a run; `ok` is False when any month failed."""
 
     results: List[MonthResult] = field(default_factory=list)
+    dbt: Optional[DbtResult] = None
+    """The dbt build after the load, when one was asked for and the load succeeded."""
 
     @property
     def ok(self) -> bool:
-        """True when no month failed."""
-        return all(r.outcome != FAILED for r in self.results)
+        """True when no month failed and dbt, if it ran, succeeded."""
+        return all(r.outcome != FAILED for r in self.results) and (self.dbt is None or self.dbt.success)
 
     @property
     def failures(self) -> List[MonthResult]:
@@ -78,22 +84,32 @@ def setting(key: str, default: Any) -> Any:
         value = dlt.config.get(f"sources.taxi.{key}")
     except ConfigurationException as exc:
         raise ConfigError(
-            f"cannot read dlt config (.dlt/config.toml, .dlt/secrets.toml, env): {_one_line(exc)}"
+            f"cannot read dlt config (.dlt/config.toml, .dlt/secrets.toml, env): {one_line(exc)}"
         ) from None
     return default if value is None else value
 
 
 def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = None) -> dlt.Pipeline:
-    """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default)."""
+    """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default).
+
+    The name stays the same for every database (state in the destination is found by it), but each destination
+    location and dataset gets its own local working folder: dlt's local schema and state assume one destination,
+    so a dev and a prod database must not share one.
+    """
     dest = make_destination(destination)
-    if dlt.config.get("data_writer.disable_compression") is None:
-        # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md)
-        dlt.config["data_writer.disable_compression"] = True
+    name = f"{PIPELINE_NAME_PREFIX}_{destination}"
     dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
+    key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
+    pipelines_dir = os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
+    if dlt.config.get("data_writer.disable_compression") is None:
+        # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md).
+        # Scoped to this pipeline's config section, so other dlt pipelines in the process are not affected.
+        dlt.config[f"{name}.data_writer.disable_compression"] = True
     # optional external stage for Snowflake (e.g. "filesystem" with [destination.filesystem] bucket_url = "s3://…")
     staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination == "snowflake" else None
     return dlt.pipeline(
-        pipeline_name=f"{PIPELINE_NAME_PREFIX}_{destination}",
+        pipeline_name=name,
+        pipelines_dir=pipelines_dir,
         destination=dest,
         staging=staging,
         dataset_name=dataset,
@@ -111,6 +127,7 @@ def run(
     on_result: Optional[Callable[[MonthResult], None]] = None,
     on_notice: Optional[Callable[[str], None]] = None,
     today: Optional[dt.date] = None,
+    dbt: bool = False,
 ) -> RunResult:
     """Load the zone lookup and the requested trip months into `destination`, each month atomically.
 
@@ -119,6 +136,7 @@ def run(
     come from dlt config (`sources.taxi.*`). Raises ConfigError for bad input or a destination that cannot be
     opened; failed months are reported in the result (and through `on_result` as they happen), the others still
     load. Runs on one destination dataset are serialized; `on_notice` hears when this one has to wait.
+    With `dbt`, `dbt build` runs against the destination after every month loaded (not after a failed load).
     """
     try:
         taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
@@ -129,14 +147,21 @@ def run(
         raise ConfigError(str(exc)) from None
 
     pipeline = make_pipeline(destination)
-    check_destination(pipeline)
-    with destination_lock(pipeline, on_wait=on_notice):
+    with run_lock(pipeline, on_wait=on_notice) as lock:
+        check_destination(pipeline)
         _sync(pipeline)
-        return _run_locked(pipeline, taxis, months, first, fmt, root, on_result, today)
+        result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today)
+        if dbt:
+            if result.ok:
+                result.dbt = run_dbt(pipeline)
+            elif on_notice:
+                on_notice("dbt build skipped: the load failed")
+        return result
 
 
 def _run_locked(
     pipeline: dlt.Pipeline,
+    lock: RunLock,
     taxis: List[str],
     months: Optional[List[Month]],
     first: Month,
@@ -161,6 +186,7 @@ def _run_locked(
             if plan.action == UNREACHABLE:
                 report(MonthResult(table, plan.month, FAILED, detail=f"{table} {plan.month}: {plan.detail}"))
             elif plan.action in (LOAD, REPLACE):
+                lock.check()
                 source = taxi_source(
                     taxi_types=[taxi], months=[plan.month], file_format=fmt, base_url=root, zones=False, force=True
                 )
@@ -202,9 +228,9 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
-        if _find(exc, KeyboardInterrupt):
+        if find_cause(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from exc
-        detail = f"{label}: {_one_line(exc)}"
+        detail = f"{label}: {one_line(exc)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
     if month:
         entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
@@ -217,27 +243,6 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, seconds, detail)
     return MonthResult(table, month, outcome, rows, seconds)
-
-
-def check_destination(pipeline: dlt.Pipeline) -> None:
-    """Connect to the destination once; a failure is configuration to fix (exit 2) naming the setting."""
-    try:
-        with pipeline.sql_client() as client:
-            client.execute_sql("SELECT 1")
-    except Exception as exc:
-        raise destination_error(pipeline, exc) from exc
-
-
-def destination_error(pipeline: dlt.Pipeline, exc: BaseException) -> ConfigError:
-    """A one-line ConfigError naming the credentials setting of the pipeline's destination."""
-    kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
-    setting_name = f"DESTINATION__{kind.upper()}__CREDENTIALS"
-    if _find(exc, ConfigFieldMissingException):
-        return ConfigError(
-            f"no credentials for the {kind} destination: set {setting_name} or [destination.{kind}] credentials "
-            "in .dlt/secrets.toml"
-        )
-    return ConfigError(f"cannot open the {kind} destination (check {setting_name}): {_one_line(exc)}")
 
 
 def _sync(pipeline: dlt.Pipeline) -> None:
@@ -313,11 +318,12 @@ class LoadedMonth:
 def status(destination: str = "duckdb") -> List[LoadedMonth]:
     """What is loaded where: every month in state (restored from the destination) with its destination count."""
     pipeline = make_pipeline(destination)
-    check_destination(pipeline)
-    try:
-        pipeline.sync_destination()
-    except Exception as exc:
-        raise destination_error(pipeline, exc) from exc
+    with run_lock(pipeline):
+        check_destination(pipeline)
+        try:
+            pipeline.sync_destination()
+        except Exception as exc:
+            raise destination_error(pipeline, exc) from exc
     out: List[LoadedMonth] = []
     zones = _source_state(pipeline).get(ZONES_KEY)
     if zones:
@@ -334,23 +340,3 @@ def _loaded(table: str, month: Optional[str], entry: Mapping[str, Any], actual: 
     return LoadedMonth(
         table, month, entry.get("rows"), actual, str(Fingerprint.from_state(entry)), entry.get("loaded_at")
     )
-
-
-def _chain(exc: BaseException) -> List[BaseException]:
-    """An exception and its causes, following dlt's `.exception` wrapper attribute too."""
-    seen, chain, current = set(), [], exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return chain
-
-
-def _find(exc: BaseException, kind: type) -> Optional[BaseException]:
-    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The most useful message in an exception chain, on one line: our own error if there is one."""
-    picked = _find(exc, TaxiPipelineError) or _chain(exc)[-1]
-    return " ".join(str(picked).split()) or type(picked).__name__

@@ -154,7 +154,7 @@ def pg_server():
         return
     try:
         cluster = pgserver.start_cluster()
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, LookupError) as exc:  # no binaries, no postgres user, no runuser
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"no PostgreSQL server: {exc}; set TAXI_TEST_PG_DSN or install postgresql")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
 import shutil
 
 import pytest
@@ -361,13 +362,11 @@ def test_taxi_types_from_json_env_var(mirror, cli, duck, monkeypatch):
 
 def test_leftover_package_of_a_killed_run_is_discarded(mirror, cli, duck, workdir):
     """A package extracted and normalized but never loaded (the process died) must not land later."""
-    import dlt
-
     from taxi_pipeline import taxi_source
-    from taxi_pipeline.destinations import make_destination
+    from taxi_pipeline.pipeline import make_pipeline
 
     mirror.trips("green", "2019-01", 8)
-    pipe = dlt.pipeline("taxi_pipeline_duckdb", destination=make_destination("duckdb"), dataset_name="taxi_raw")
+    pipe = make_pipeline("duckdb")
     pipe.extract(taxi_source(taxi_types=["green"], months=["2019-01"], base_url=mirror.url, zones=False))
     pipe.normalize()
     assert pipe.has_pending_data
@@ -392,3 +391,53 @@ def test_files_are_requested_without_transfer_encoding(mirror, cli):
     mirror.trips("green", "2019-01", 4)
     assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     assert mirror.encodings and set(mirror.encodings) == {"identity"}
+
+
+def _spawn(workdir, args, data_dir, **env):
+    import subprocess
+    import sys
+
+    full = {**os.environ, "DLT_DATA_DIR": str(data_dir), **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=workdir, env=full, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_concurrent_duckdb_runs_wait_for_each_other(mirror, duck, workdir):
+    for month, n in (("2019-01", 30), ("2019-02", 20)):
+        mirror.trips("green", month, n)
+    mirror.delay[GREEN_JAN] = 1.0
+    args = ["--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    procs = [_spawn(workdir, args, workdir / f"dlt_{w}") for w in ("a", "b")]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 30, "2019-02": 20}
+    assert any("waiting" in err for _, err in outs), outs
+    assert mirror.gets("2019-02") == 1
+
+
+def test_runs_sharing_a_dlt_folder_against_two_databases_both_succeed(mirror, workdir):
+    import duckdb
+
+    mirror.trips("green", "2019-01", 12)
+    mirror.delay[GREEN_JAN] = 0.5
+    args = ["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01"]
+    procs = [
+        _spawn(workdir, args, workdir / "shared_dlt", DESTINATION__DUCKDB__CREDENTIALS=str(workdir / f"{db}.duckdb"))
+        for db in ("dev", "prod")
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for db in ("dev", "prod"):
+        with duckdb.connect(str(workdir / f"{db}.duckdb"), read_only=True) as con:
+            assert con.execute("select count(*) from taxi_raw.green_tripdata").fetchone() == (12,)
+
+
+def test_pipeline_settings_do_not_leak_into_other_dlt_pipelines():
+    import dlt
+
+    from taxi_pipeline.pipeline import make_pipeline
+
+    make_pipeline("duckdb")
+    assert dlt.config.get("data_writer.disable_compression") is None

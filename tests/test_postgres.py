@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import sys
 
-import dlt
-
 from tests import tlc_files
 
 GREEN_JAN = "/green/green_tripdata_2019-01.csv.gz"
@@ -40,7 +38,9 @@ def test_loads_exact_rows_through_copy(mirror, cli, pg):
         "select count(*) from taxi_raw.green_tripdata where lpep_pickup_datetime = %s::timestamp", first
     ) == [(1,)]
     # trip rows went through dlt's csv files and COPY, never row-wise INSERTs
-    trace = dlt.attach("taxi_pipeline_postgres").last_trace.last_load_info
+    from taxi_pipeline.pipeline import make_pipeline
+
+    trace = make_pipeline("postgres").last_trace.last_load_info
     files = [j.file_path for pkg in trace.load_packages for j in pkg.jobs["completed_jobs"]]
     trip_files = [f for f in files if os.path.basename(f).startswith("yellow_tripdata.")]
     # ... as plain csv: dlt's gzip of its own intermediate files is off
@@ -158,3 +158,48 @@ def test_concurrent_runs_neither_duplicate_nor_lose_rows(mirror, pg, workdir):
     assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20, "2019-03": 10}
     assert any("waiting" in err for _, err in outs), outs
     assert mirror.gets("2019-02") == 1, "the second run must find the months loaded, not load them again"
+
+
+def test_lost_lock_connection_stops_the_run(mirror, pg, workdir):
+    """If the session holding the advisory lock dies, the run must stop rather than go on unprotected."""
+    import time
+
+    for month in ("2019-01", "2019-02"):
+        mirror.trips("green", month, 10)
+    mirror.delay[GREEN_JAN] = 2.0
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
+    args = ["--dest", "postgres", "--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=workdir, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    holder = []
+    while not holder and time.monotonic() < deadline:
+        holder = pg.query("select pid from pg_locks where locktype = 'advisory' and granted")
+        time.sleep(0.05)
+    assert holder, "the run never took its lock"
+    pg.query("select pg_terminate_backend(%s)", holder[0][0])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "lost the run lock" in err and "Traceback" not in err
+    assert mirror.gets("2019-02") == 0
+
+
+def test_debug_traceback_masks_the_password(mirror, workdir):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DLT_DATA_DIR": str(workdir / "dlt"),
+        "DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://loader:Sup3rS3cret@127.0.0.1:{port}/x",
+    }
+    args = ["--dest", "postgres", "--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--debug"]
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "Traceback" in done.stderr
+    assert "Sup3rS3cret" not in done.stderr + done.stdout

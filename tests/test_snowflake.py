@@ -15,12 +15,12 @@ snowflake_connector = pytest.importorskip("snowflake.connector", reason="taxi-pi
 
 from tests import fakesnow_compat  # noqa: E402
 
-CREDENTIALS = "snowflake://loader:secret@fake-account/TAXI?warehouse=LOAD_WH&role=LOADER"
+CREDENTIALS = "snowflake://loader:secret@fake-account/NYC_TAXI?warehouse=LOAD_WH&role=LOADER"
 
 
 class FakeSnowflake:
     def query(self, sql: str):
-        con = snowflake_connector.connect(account="fake-account", user="loader", password="x", database="TAXI")
+        con = snowflake_connector.connect(account="fake-account", user="loader", password="x", database="NYC_TAXI")
         try:
             cur = con.cursor()
             cur.execute(sql)
@@ -124,3 +124,23 @@ def test_snowflake_external_stage_is_taken_from_config(monkeypatch):
     assert make_pipeline("duckdb").staging is None  # an external stage is a Snowflake setting only
     monkeypatch.delenv("TAXI_PIPELINE__STAGING")
     assert make_pipeline("snowflake").staging is None
+
+
+def test_snowflake_dbt_build_on_the_emulator(mirror, cli, snowflake, tmp_path, monkeypatch):
+    """The dbt project's snowflake target, run in-process so fakesnow's patch reaches dbt-snowflake."""
+    dbt_main = pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+    from taxi_pipeline.pipeline import make_pipeline
+    from taxi_pipeline.transform import dbt_project_dir, profile_env
+    from tests.test_dbt import as_mart, expected_mart, mart_sql, publish_two_services
+
+    publish_two_services(mirror)
+    assert sf_load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-01").code == 0
+    for key, value in profile_env(make_pipeline("snowflake")).items():
+        monkeypatch.setenv(key, value)
+    project = str(dbt_project_dir())
+    args = ["build", "--project-dir", project, "--profiles-dir", project, "--target", "snowflake"]
+    result = dbt_main.dbtRunner().invoke(
+        args + ["--target-path", str(tmp_path / "t"), "--log-path", str(tmp_path / "t")]
+    )
+    assert result.success, result.exception
+    assert as_mart(snowflake.query(mart_sql())) == expected_mart(mirror)

@@ -1,0 +1,45 @@
+with source as (
+    select * from {{ source_or_empty('taxi_raw', 'green_tripdata', [
+        'vendor_id', 'lpep_pickup_datetime', 'lpep_dropoff_datetime', 'store_and_fwd_flag', 'ratecode_id',
+        'pu_location_id', 'do_location_id', 'passenger_count', 'trip_distance', 'fare_amount', 'extra', 'mta_tax',
+        'tip_amount', 'tolls_amount', 'ehail_fee', 'improvement_surcharge', 'total_amount', 'payment_type',
+        'trip_type', 'congestion_surcharge', 'source_month', 'source_file']) }}
+),
+
+hashed as (
+    select
+        *,
+        {{ row_hash([
+            'source_file', 'vendor_id', 'lpep_pickup_datetime', 'lpep_dropoff_datetime', 'store_and_fwd_flag',
+            'ratecode_id', 'pu_location_id', 'do_location_id', 'passenger_count', 'trip_distance', 'fare_amount',
+            'extra', 'mta_tax', 'tip_amount', 'tolls_amount', 'ehail_fee', 'improvement_surcharge', 'total_amount',
+            'payment_type', 'trip_type', 'congestion_surcharge']) }} as row_hash
+    from source
+)
+
+select
+    {{ row_key('row_hash') }} as trip_id,
+    cast(vendor_id as {{ dbt.type_int() }}) as vendor_id,
+    cast(ratecode_id as {{ dbt.type_int() }}) as ratecode_id,
+    cast(pu_location_id as {{ dbt.type_int() }}) as pickup_location_id,
+    cast(do_location_id as {{ dbt.type_int() }}) as dropoff_location_id,
+    cast(lpep_pickup_datetime as {{ dbt.type_timestamp() }}) as pickup_datetime,
+    cast(lpep_dropoff_datetime as {{ dbt.type_timestamp() }}) as dropoff_datetime,
+    store_and_fwd_flag,
+    cast(passenger_count as {{ dbt.type_int() }}) as passenger_count,
+    cast(trip_distance as {{ dbt.type_numeric() }}) as trip_distance,
+    cast(trip_type as {{ dbt.type_int() }}) as trip_type,
+    cast(fare_amount as {{ dbt.type_numeric() }}) as fare_amount,
+    cast(extra as {{ dbt.type_numeric() }}) as extra,
+    cast(mta_tax as {{ dbt.type_numeric() }}) as mta_tax,
+    cast(tip_amount as {{ dbt.type_numeric() }}) as tip_amount,
+    cast(tolls_amount as {{ dbt.type_numeric() }}) as tolls_amount,
+    cast(ehail_fee as {{ dbt.type_numeric() }}) as ehail_fee,
+    cast(improvement_surcharge as {{ dbt.type_numeric() }}) as improvement_surcharge,
+    cast(total_amount as {{ dbt.type_numeric() }}) as total_amount,
+    cast(congestion_surcharge as {{ dbt.type_numeric() }}) as congestion_surcharge,
+    cast(payment_type as {{ dbt.type_int() }}) as payment_type,
+    {{ get_payment_type_description('payment_type') }} as payment_type_description,
+    source_month,
+    source_file
+from hashed

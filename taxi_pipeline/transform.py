@@ -1,0 +1,86 @@
+"""dbt after the load: `dbt build` of the project in `dbt/` against the destination the pipeline just loaded.
+
+The dbt profile (`dbt/profiles.yml`) reads dlt's split credential env vars (`DESTINATION__POSTGRES__CREDENTIALS__HOST`
+…); here they are filled from the pipeline's resolved dlt configuration, so the same credentials serve both,
+whichever way they were given (one URL, split vars, `.dlt/secrets.toml`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import dlt
+
+from taxi_pipeline.errors import ConfigError, LoadError
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project: `taxi_pipeline.dbt_project_dir` if configured, else the one shipped with the package."""
+    configured = dlt.config.get("taxi_pipeline.dbt_project_dir")
+    candidates = [Path(configured)] if configured else [_PACKAGE / "dbt_project", _PACKAGE.parent / "dbt"]
+    for candidate in candidates:
+        if (candidate / "dbt_project.yml").exists():
+            return candidate
+    raise ConfigError(f"no dbt project at {candidates[0]} (set taxi_pipeline.dbt_project_dir)")
+
+
+def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
+    """The env vars `dbt/profiles.yml` reads, from the pipeline's resolved destination credentials."""
+    kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
+    credentials = pipeline.destination_client().config.credentials  # type: ignore[attr-defined]
+    env = {"DBT_TARGET": kind, "TAXI_PIPELINE__DATASET_NAME": pipeline.dataset_name}
+    prefix = f"DESTINATION__{kind.upper()}__CREDENTIALS"
+    if kind == "duckdb":
+        env[prefix] = str(Path(credentials.database).resolve())
+        return env
+    fields = ["host", "port", "username", "password", "database"]
+    if kind == "snowflake":
+        fields += ["warehouse", "role", "private_key_path", "private_key_passphrase"]
+    for name in fields:
+        value = getattr(credentials, name, None)
+        if value is not None:
+            env[f"{prefix}__{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class DbtResult:
+    """The outcome of a dbt invocation: success, and the names of failed or errored nodes."""
+
+    success: bool
+    failures: List[str] = field(default_factory=list)
+
+
+def run_dbt(pipeline: dlt.Pipeline, command: str = "build", extra_args: Optional[List[str]] = None) -> DbtResult:
+    """Run `dbt <command>` (default `build`: models and their tests) against the pipeline's destination.
+
+    dbt runs in its own process (its global state and database handles stay out of ours); its output goes to
+    our stdout. A failing model or test gives `success=False` with the nodes named (from `run_results.json`).
+    """
+    if importlib.util.find_spec("dbt.cli") is None:
+        raise ConfigError("--dbt needs dbt: pip install 'taxi-pipeline[dbt]'")
+    project = dbt_project_dir()
+    with tempfile.TemporaryDirectory(prefix="taxi_dbt_") as work:
+        env = {**os.environ, **profile_env(pipeline)}
+        args = [sys.executable, "-m", "dbt.cli.main", command, "--project-dir", str(project)]
+        args += ["--profiles-dir", str(project), "--target", env["DBT_TARGET"], "--target-path", work]
+        args += ["--log-path", work, *(extra_args or [])]
+        sys.stdout.flush()
+        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL)
+        results_file = Path(work) / "run_results.json"
+        if not results_file.exists():
+            raise LoadError(f"dbt {command} could not run (exit {done.returncode}); see its output above")
+        results = json.loads(results_file.read_text()).get("results", [])
+    # unique ids are "model.<project>.<name>" and "test.<project>.<name>.<hash>"
+    failures = [r["unique_id"].split(".")[2] for r in results if r.get("status") in ("error", "fail", "runtime error")]
+    return DbtResult(done.returncode == 0 and not failures, failures)

@@ -1,0 +1,130 @@
+"""The dbt project: `--dbt` after a load on DuckDB and Postgres, mart numbers against hand-computed totals."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from taxi_pipeline.schemas import TRIP_SCHEMAS
+from tests import tlc_files
+
+pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+
+DBT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+GREEN_JAN = "/green/green_tripdata_2019-01.csv.gz"
+
+
+def expected_mart(mirror) -> dict:
+    """(zone, service) → (trips, fare, total) computed from the files the mirror serves, by the documented rules."""
+    lookup = csv.DictReader(io.StringIO(tlc_files.zones_csv().decode("utf-8-sig")))
+    zones = {int(r["locationid"]): r["zone"] for r in ({k.lower(): v for k, v in row.items()} for row in lookup)}
+    out: dict = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+    for path, (content, _, _) in mirror.files.items():
+        match = re.match(r"/(green|yellow)/\w+_(\d{4}-\d{2})\.csv\.gz", path)
+        if not match:
+            continue
+        service, month = match.group(1).capitalize(), match.group(2)
+        rows = csv.DictReader(io.StringIO(gzip.decompress(content).decode()))
+        pickup_col = "lpep_pickup_datetime" if service == "Green" else "tpep_pickup_datetime"
+        for row in rows:
+            pickup = dt.datetime.fromisoformat(row[pickup_col])
+            pu, do = int(row["PULocationID"]), int(row["DOLocationID"])
+            if pickup.strftime("%Y-%m") != month or pu not in zones or do not in zones:
+                continue  # the two documented exclusions
+            key = (zones[pu], service)
+            out[key][0] += 1
+            out[key][1] += Decimal(row["fare_amount"])
+            out[key][2] += Decimal(row["total_amount"])
+    return {k: (n, round(f, 2), round(t, 2)) for k, (n, f, t) in out.items()}
+
+
+def mart_sql(schema: str = "taxi") -> str:
+    return (
+        f"select revenue_zone, service_type, total_monthly_trips, revenue_monthly_fare, revenue_monthly_total_amount "
+        f"from {schema}.dm_monthly_zone_revenue"
+    )
+
+
+def as_mart(rows) -> dict:
+    return {(z, s): (int(n), round(Decimal(str(f)), 2), round(Decimal(str(t)), 2)) for z, s, n, f, t in rows}
+
+
+def publish_two_services(mirror):
+    mirror.trips("green", "2019-01", 60)
+    mirror.trips("yellow", "2019-01", 45)
+
+
+def test_dbt_on_duckdb_builds_models_with_correct_numbers(mirror, cli, duck):
+    publish_two_services(mirror)
+    r = cli("--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01", "--dbt")
+    assert r.code == 0, r
+    assert "dbt build passed" in r.out
+    expected = expected_mart(mirror)
+    assert as_mart(duck(mart_sql())) == expected
+    staged = 60 + 45
+    excluded = 2  # one row of each file is picked up in December 2018
+    assert duck("select count(*) from taxi.fct_trips") == [(staged - excluded,)]
+    assert duck("select count(*) from taxi.dim_zones")[0][0] == len(tlc_files.zones_csv().decode().splitlines()) - 1
+    assert duck("select count(distinct trip_id), count(*) from taxi.fct_trips") == [(staged - excluded,) * 2]
+    descriptions = dict(duck("select payment_type, max(payment_type_description) from taxi.fct_trips group by 1"))
+    assert descriptions[1] == "Credit card" and descriptions[2] == "Cash"
+
+
+def test_dbt_on_postgres_builds_models_with_correct_numbers(mirror, cli, pg):
+    publish_two_services(mirror)
+    r = cli("--dest", "postgres", "--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01", "--dbt")
+    assert r.code == 0, r
+    assert as_mart(pg.query(mart_sql())) == expected_mart(mirror)
+    assert pg.query("select count(*) from taxi.fct_trips") == [(103,)]
+
+
+def test_failing_dbt_test_fails_the_run_with_one_clear_line(mirror, cli):
+    text = gzip.decompress(tlc_files.trip_csv("green", "2019-01", 20)).decode().splitlines()
+    cols = text[1].split(",")
+    cols[17] = "9"  # payment_type 9: not in the TLC data dictionary
+    text[1] = ",".join(cols)
+    mirror.put(GREEN_JAN, gzip.compress(("\n".join(text) + "\n").encode()))
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
+    assert r.code == 1, r
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "dbt build failed" in errors[0] and "accepted_values_stg_green" in errors[0], r.err
+
+
+def test_dbt_builds_with_only_some_taxi_types_loaded(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 10)
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
+    assert r.code == 0, r
+    assert duck("select service_type, count(*) from taxi.fct_trips group by 1") == [("Green", 9)]
+
+
+def test_dbt_build_standalone_from_the_project_folder(mirror, cli, workdir):
+    publish_two_services(mirror)
+    assert cli("--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01").code == 0
+    env = {**os.environ, "DESTINATION__DUCKDB__CREDENTIALS": str(workdir / "taxi_pipeline.duckdb")}
+    target = workdir / "dbt_target"
+    cmd = [sys.executable, "-m", "dbt.cli.main", "build", "--target", "duckdb", "--profiles-dir", "."]
+    cmd += ["--target-path", str(target), "--log-path", str(target)]
+    done = subprocess.run(cmd, cwd=DBT_DIR, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "ERROR=0" in done.stdout and "PASS=" in done.stdout
+
+
+def test_staging_models_name_only_columns_of_the_column_map():
+    """The raw columns the staging models read are the ones schemas.py defines (one column map, no drift)."""
+    for taxi in ("green", "yellow", "fhv"):
+        sql = (DBT_DIR / "models" / "staging" / f"stg_{taxi}_tripdata.sql").read_text()
+        listed = re.search(r"source_or_empty\('taxi_raw', '\w+', \[(.*?)\]\)", sql, re.S).group(1)
+        names = set(re.findall(r"'(\w+)'", listed))
+        known = {c.name for c in TRIP_SCHEMAS[taxi].columns} | {"source_month", "source_file"}
+        assert names <= known, names - known
