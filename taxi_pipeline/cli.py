@@ -13,14 +13,16 @@ import os
 import re
 import sys
 import traceback
-from typing import Iterator, List, NoReturn, Optional, Sequence
+from typing import Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError
-from taxi_pipeline.pipeline import MonthResult, RunResult, run, status
+from taxi_pipeline.pipeline import MonthResult, RunResult, build_models, run, status
 from taxi_pipeline.settings import FILE_FORMATS
+from taxi_pipeline.transform import DbtResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SUBCOMMANDS = ("status", "dbt")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="taxi-pipeline",
         description="Load NYC TLC taxi trip months into DuckDB, Postgres or Snowflake. "
-        "Subcommand: `status` lists what is loaded.",
+        "Subcommands: `status` lists what is loaded, `dbt` rebuilds the dbt models.",
     )
     parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
     parser.add_argument("--taxi", help="comma-separated taxi types: yellow,green,fhv,fhvhv (config: taxi_types)")
@@ -49,12 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_status_parser() -> argparse.ArgumentParser:
-    """The argument parser of `status`."""
-    parser = _Parser(prog="taxi-pipeline status", description="List loaded months, rows and fingerprints.")
+def build_status_parser(command: str = "status") -> argparse.ArgumentParser:
+    """The argument parser of the `status` and `dbt` subcommands (both take only a destination)."""
+    description = {
+        "status": "List loaded months, rows and fingerprints.",
+        "dbt": "Run `dbt build` on the destination without loading anything.",
+    }[command]
+    parser = _Parser(prog=f"taxi-pipeline {command}", description=description)
     parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def parse_command_line(argv: Sequence[str]) -> Tuple[str, argparse.Namespace]:
+    """Parse any command line of the CLI: `(command, args)` with command `load`, `status` or `dbt`."""
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return argv[0], build_status_parser(argv[0]).parse_args(list(argv[1:]))
+    return "load", build_parser().parse_args(list(argv))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -88,11 +101,17 @@ def _dlt_log_level(level: Optional[str]) -> Iterator[None]:
 
 def _main(args_list: List[str], debug: bool) -> int:
     try:
-        if args_list[:1] == ["status"]:
-            args = build_status_parser().parse_args(args_list[1:])
+        command, args = parse_command_line(args_list)
+        if command == "status":
             _print_status(args.dest)
             return EXIT_OK
-        args = build_parser().parse_args(args_list)
+        if command == "dbt":
+            built = build_models(args.dest, on_notice=_notice)
+            if not built.success:
+                print(f"error: {_dbt_failure(built)}", file=sys.stderr)
+                return EXIT_FAILED
+            print("dbt build passed")
+            return EXIT_OK
         result = run(
             destination=args.dest,
             taxi_types=args.taxi,
@@ -102,7 +121,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             file_format=args.file_format,
             base_url=args.base_url,
             on_result=_print_result,
-            on_notice=lambda message: print(f"note: {message}", file=sys.stderr, flush=True),
+            on_notice=_notice,
             dbt=args.dbt,
         )
     except TaxiPipelineError as exc:
@@ -119,10 +138,18 @@ def _main(args_list: List[str], debug: bool) -> int:
                 _print_traceback(failure.error)
             print(f"error: {redact(failure.detail)}", file=sys.stderr)
         if result.dbt is not None and not result.dbt.success:
-            failed = ", ".join(result.dbt.failures[:5]) + (" …" if len(result.dbt.failures) > 5 else "")
-            print(f"error: dbt build failed: {len(result.dbt.failures)} failing node(s): {failed}", file=sys.stderr)
+            print(f"error: {_dbt_failure(result.dbt)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _notice(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def _dbt_failure(result: DbtResult) -> str:
+    failed = ", ".join(result.failures[:5]) + (" …" if len(result.failures) > 5 else "")
+    return f"dbt build failed: {len(result.failures)} failing node(s): {failed}"
 
 
 def _print_traceback(exc: BaseException) -> None:

@@ -303,6 +303,14 @@ def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
     return int(entry["rows"]) if entry and "rows" in entry else None
 
 
+def build_models(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> DbtResult:
+    """`dbt build` on a destination without loading anything (under the same run lock as a load)."""
+    pipeline = make_pipeline(destination)
+    with run_lock(pipeline, on_wait=on_notice):
+        check_destination(pipeline)
+        return run_dbt(pipeline)
+
+
 @dataclass
 class LoadedMonth:
     """One loaded file as `status` reports it."""

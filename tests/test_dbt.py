@@ -128,3 +128,13 @@ def test_staging_models_name_only_columns_of_the_column_map():
         names = set(re.findall(r"'(\w+)'", listed))
         known = {c.name for c in TRIP_SCHEMAS[taxi].columns} | {"source_month", "source_file"}
         assert names <= known, names - known
+
+
+def test_dbt_subcommand_rebuilds_models_without_loading(mirror, cli, duck):
+    publish_two_services(mirror)
+    assert cli("--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01").code == 0
+    gets = mirror.gets()
+    r = cli("dbt", "--dest", "duckdb")
+    assert r.code == 0 and "dbt build passed" in r.out, r
+    assert mirror.gets() == gets
+    assert as_mart(duck(mart_sql())) == expected_mart(mirror)
