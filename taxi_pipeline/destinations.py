@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -56,6 +56,15 @@ def destination_location(dest: Destination) -> str:
         return os.path.realpath(database) if database else ""
     parts = [getattr(credentials, name, None) for name in ("host", "port", "database")]
     return "/".join(str(p) for p in parts if p is not None)
+
+
+def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
+    """The file format dlt writes for a destination: `csv` for Postgres, dlt's choice (parquet) elsewhere.
+
+    With `csv` asked for, dlt writes the Arrow batches as the csv files COPY reads already in extract, instead of
+    writing parquet there and converting it to csv in normalize.
+    """
+    return "csv" if destination_kind(pipeline) == "postgres" else None
 
 
 def destination_kind(pipeline: dlt.Pipeline) -> str:

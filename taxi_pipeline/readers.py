@@ -80,8 +80,8 @@ class Conformer:
             fields.append(pa.field(name, batch.schema.field(name).type))
         if self.schema.lineage:
             arrays += [
-                pa.array([source_month] * batch.num_rows, TEXT),
-                pa.array([self.file_name] * batch.num_rows, TEXT),
+                pa.repeat(pa.scalar(source_month, TEXT), batch.num_rows),
+                pa.repeat(pa.scalar(self.file_name, TEXT), batch.num_rows),
             ]
             fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

@@ -29,7 +29,7 @@ PIPELINE_NAME_PREFIX = "taxi_pipeline"
 DEFAULT_DUCKDB_FILE = "taxi_pipeline.duckdb"
 """DuckDB database file used when `destination.duckdb.credentials` is not configured."""
 
-CSV_BLOCK_SIZE = 16 << 20
+CSV_BLOCK_SIZE = 4 << 20
 """Bytes of decompressed CSV parsed per Arrow batch."""
 
 PARQUET_BATCH_ROWS = 256_000
