@@ -441,3 +441,14 @@ def test_pipeline_settings_do_not_leak_into_other_dlt_pipelines():
 
     make_pipeline("duckdb")
     assert dlt.config.get("data_writer.disable_compression") is None
+
+
+def test_new_months_are_appended_and_only_replacements_use_staging(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 10)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    staging = "select count(*) from information_schema.tables where table_schema = 'taxi_raw_staging'"
+    assert duck(staging) == [(0,)]  # a first load is one atomic INSERT, no staging table or delete
+    mirror.trips("green", "2019-01", 11, seed=1)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    assert duck(staging)[0][0] >= 1  # a replacement goes through staging + delete-insert in one transaction
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 11}
