@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_status_parser(command: str = "status") -> argparse.ArgumentParser:
+def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
     """The argument parser of the `status` and `dbt` subcommands (both take only a destination)."""
     description = {
         "status": "List loaded months, rows and fingerprints.",
@@ -66,7 +66,7 @@ def build_status_parser(command: str = "status") -> argparse.ArgumentParser:
 def parse_command_line(argv: Sequence[str]) -> Tuple[str, argparse.Namespace]:
     """Parse any command line of the CLI: `(command, args)` with command `load`, `status` or `dbt`."""
     if argv[:1] and argv[0] in SUBCOMMANDS:
-        return argv[0], build_status_parser(argv[0]).parse_args(list(argv[1:]))
+        return argv[0], build_subcommand_parser(argv[0]).parse_args(list(argv[1:]))
     return "load", build_parser().parse_args(list(argv))
 
 

@@ -9,12 +9,13 @@ loaded again on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
@@ -152,10 +153,10 @@ def run(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
-    pipeline = make_pipeline(destination)
-    with run_lock(pipeline, on_wait=on_notice) as lock:
-        check_destination(pipeline)
-        _sync(pipeline)
+    with _opened(destination, on_notice) as (pipeline, lock):
+        if pipeline.has_pending_data:
+            # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
+            pipeline.abort_packages()
         result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today)
         if dbt:
             if result.ok:
@@ -256,15 +257,23 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
     return MonthResult(table, month, outcome, rows, seconds)
 
 
-def _sync(pipeline: dlt.Pipeline) -> None:
-    """Restore state from the destination when the local folder is new or behind; drop leftovers of a killed run."""
-    try:
-        pipeline.sync_destination()
-    except Exception as exc:
-        raise destination_error(pipeline, exc) from exc
-    if pipeline.has_pending_data:
-        # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
-        pipeline.abort_packages()
+@contextlib.contextmanager
+def _opened(
+    destination: str, on_notice: Optional[Callable[[str], None]] = None
+) -> Iterator[Tuple[dlt.Pipeline, RunLock]]:
+    """The destination's pipeline under the run lock, reachable, state restored from the destination.
+
+    State is taken from the destination when the local folder is new or behind. Failing to reach the destination
+    is configuration to fix (exit 2), naming the credentials setting.
+    """
+    pipeline = make_pipeline(destination)
+    with run_lock(pipeline, on_wait=on_notice) as lock:
+        check_destination(pipeline)
+        try:
+            pipeline.sync_destination()
+        except Exception as exc:
+            raise destination_error(pipeline, exc) from exc
+        yield pipeline, lock
 
 
 def _source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
@@ -313,9 +322,7 @@ def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
 
 def build_models(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> DbtResult:
     """`dbt build` on a destination without loading anything (under the same run lock as a load)."""
-    pipeline = make_pipeline(destination)
-    with run_lock(pipeline, on_wait=on_notice):
-        check_destination(pipeline)
+    with _opened(destination, on_notice) as (pipeline, _):
         return run_dbt(pipeline)
 
 
@@ -333,23 +340,17 @@ class LoadedMonth:
 
 def status(destination: str = "duckdb") -> List[LoadedMonth]:
     """What is loaded where: every month in state (restored from the destination) with its destination count."""
-    pipeline = make_pipeline(destination)
-    with run_lock(pipeline):
-        check_destination(pipeline)
-        try:
-            pipeline.sync_destination()
-        except Exception as exc:
-            raise destination_error(pipeline, exc) from exc
-    out: List[LoadedMonth] = []
-    zones = _source_state(pipeline).get(ZONES_KEY)
-    if zones:
-        out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
-    for schema in TRIP_SCHEMAS.values():
-        entries = _resource_state(pipeline, schema.table).get(MONTHS_KEY, {})
-        counts = month_counts(pipeline, schema.table) if entries else {}
-        for m in sorted(entries, key=Month.parse):
-            out.append(_loaded(schema.table, m, entries[m], counts.get(m, 0)))
-    return out
+    with _opened(destination) as (pipeline, _):
+        out: List[LoadedMonth] = []
+        zones = _source_state(pipeline).get(ZONES_KEY)
+        if zones:
+            out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
+        for schema in TRIP_SCHEMAS.values():
+            entries = _resource_state(pipeline, schema.table).get(MONTHS_KEY, {})
+            counts = month_counts(pipeline, schema.table) if entries else {}
+            for m in sorted(entries, key=Month.parse):
+                out.append(_loaded(schema.table, m, entries[m], counts.get(m, 0)))
+        return out
 
 
 def _loaded(table: str, month: Optional[str], entry: Mapping[str, Any], actual: int) -> LoadedMonth:
