@@ -197,3 +197,40 @@ def pg(pg_server, monkeypatch) -> Postgres:
     with admin.cursor() as cur:
         cur.execute(f"drop database if exists {name} with (force)")
     admin.close()
+
+
+SNOWFLAKE_CREDENTIALS = "snowflake://loader:secret@fake-account/NYC_TAXI?warehouse=LOAD_WH&role=LOADER"
+
+
+class FakeSnowflake:
+    """Queries against the fakesnow emulator the `snowflake` fixture patched in."""
+
+    def query(self, sql: str):
+        import snowflake.connector
+
+        con = snowflake.connector.connect(account="fake-account", user="loader", password="x", database="NYC_TAXI")
+        try:
+            cur = con.cursor()
+            cur.execute(sql)
+            return cur.fetchall()
+        finally:
+            con.close()
+
+    def month_counts(self, table: str) -> Dict[str, int]:
+        rows = self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1")
+        return {m: n for m, n in rows}
+
+
+@pytest.fixture
+def snowflake(tmp_path, monkeypatch) -> FakeSnowflake:
+    """fakesnow patched in, persisting to a folder for the test; dlt Snowflake credentials pointing at it."""
+    fakesnow = pytest.importorskip("fakesnow", reason="fakesnow is in the dev extra")
+    pytest.importorskip("snowflake.connector", reason="taxi-pipeline[snowflake]")
+    from tests import fakesnow_compat
+
+    fakesnow_compat.apply()
+    db_path = tmp_path / "fakesnow"
+    db_path.mkdir()
+    monkeypatch.setenv("DESTINATION__SNOWFLAKE__CREDENTIALS", SNOWFLAKE_CREDENTIALS)
+    with fakesnow.patch(db_path=str(db_path)):
+        yield FakeSnowflake()

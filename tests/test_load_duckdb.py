@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
-import shutil
 
 import pytest
 
@@ -63,30 +62,6 @@ def test_real_file_quirks_load_typed(mirror, cli, duck):
     assert outside == [(1,)]
     # yellow writes passenger_count as "1.0": stored as the integer 1
     assert duck("select min(passenger_count), max(passenger_count) from taxi_raw.yellow_tripdata") == [(1, 4)]
-
-
-def test_rerun_of_unchanged_month_downloads_and_loads_nothing(mirror, cli, duck):
-    mirror.trips("green", "2019-01", 25)
-    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    gets, loads = mirror.gets(), duck("select count(*) from taxi_raw._dlt_loads")[0][0]
-    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0, r
-    assert mirror.gets() == gets
-    assert duck("select count(*) from taxi_raw._dlt_loads")[0][0] == loads
-    assert month_counts(duck, "green_tripdata") == {"2019-01": 25}
-    assert "skipped" in r.out and "0 rows loaded" in r.out
-
-
-def test_republished_month_replaces_its_rows_only(mirror, cli, duck):
-    mirror.trips("green", "2019-01", 25)
-    mirror.trips("green", "2019-02", 10)
-    assert load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
-    mirror.trips("green", "2019-01", 31, seed=1)  # new ETag / Last-Modified / size
-    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
-    assert r.code == 0, r
-    assert month_counts(duck, "green_tripdata") == {"2019-01": 31, "2019-02": 10}
-    assert "replaced" in r.out
-    assert mirror.gets("2019-02") == 1
 
 
 def test_month_not_published_yet_is_exit_0(mirror, cli):
@@ -152,18 +127,6 @@ def test_truncated_gzip_fails_keeps_nothing_and_is_retried(mirror, cli, duck):
     r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
     assert r.code == 0, r
     assert month_counts(duck, "green_tripdata") == {"2019-01": 20, "2019-02": 2000}
-
-
-def test_state_is_restored_from_destination_when_local_folder_is_lost(mirror, cli, duck, workdir):
-    mirror.trips("green", "2019-01", 20)
-    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    shutil.rmtree(workdir / "dlt")
-    gets = mirror.gets()
-    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0, r
-    assert mirror.gets() == gets, "a restored state must not download again"
-    assert "skipped" in r.out
-    assert month_counts(duck, "green_tripdata") == {"2019-01": 20}
 
 
 def test_rows_lost_in_destination_are_reloaded(mirror, cli, workdir):

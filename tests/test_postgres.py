@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import subprocess
 import sys
 
@@ -47,27 +46,6 @@ def test_loads_exact_rows_through_copy(mirror, cli, pg):
     assert trip_files and all(f.endswith(".csv") for f in trip_files if not f.endswith(".sql")), files
 
 
-def test_rerun_is_a_no_op(mirror, cli, pg):
-    mirror.trips("green", "2019-01", 20)
-    assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    gets, loads = mirror.gets(), pg.query("select count(*) from taxi_raw._dlt_loads")[0][0]
-    r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0 and "skipped" in r.out, r
-    assert mirror.gets() == gets
-    assert pg.query("select count(*) from taxi_raw._dlt_loads")[0][0] == loads
-    assert pg.month_counts("green_tripdata") == {"2019-01": 20}
-
-
-def test_republished_month_replaces_only_that_month(mirror, cli, pg):
-    mirror.trips("green", "2019-01", 20)
-    mirror.trips("green", "2019-02", 9)
-    assert pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
-    mirror.trips("green", "2019-01", 23, seed=4)
-    r = pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
-    assert r.code == 0 and "replaced" in r.out, r
-    assert pg.month_counts("green_tripdata") == {"2019-01": 23, "2019-02": 9}
-
-
 def test_failed_replace_leaves_the_previous_rows(mirror, cli, pg):
     """The merge deletes then inserts in one transaction: an INSERT failing after the DELETE keeps the old rows."""
     mirror.trips("green", "2019-01", 20)
@@ -102,16 +80,6 @@ def test_value_postgres_cannot_store_fails_the_month_cleanly(mirror, cli, pg):
     r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1, r
     assert pg.month_counts("green_tripdata") == {"2019-01": 12}
-
-
-def test_state_restored_from_postgres(mirror, cli, pg, workdir):
-    mirror.trips("green", "2019-01", 10)
-    assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    shutil.rmtree(workdir / "dlt")
-    gets = mirror.gets()
-    r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0 and "skipped" in r.out, r
-    assert mirror.gets() == gets
 
 
 def test_missing_credentials_name_the_setting(mirror, cli, monkeypatch):

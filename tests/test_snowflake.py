@@ -1,47 +1,16 @@
 """The real dlt Snowflake destination, end to end on fakesnow (a DuckDB-backed Snowflake emulator).
 
-The compatibility shims live in tests/fakesnow_compat.py. Tests against a live account run only when
-`DESTINATION__SNOWFLAKE__CREDENTIALS__*` env vars are set (see test_snowflake_live.py).
+The compatibility shims live in tests/fakesnow_compat.py, the `snowflake` fixture in conftest.py; rerun,
+replace and state restore are in test_destinations.py, shared with DuckDB and Postgres. Tests against a live
+account run only when `DESTINATION__SNOWFLAKE__CREDENTIALS__*` env vars are set (see test_snowflake_live.py).
 """
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-fakesnow = pytest.importorskip("fakesnow", reason="fakesnow is in the dev extra")
-snowflake_connector = pytest.importorskip("snowflake.connector", reason="taxi-pipeline[snowflake]")
-
-from tests import fakesnow_compat  # noqa: E402
-
-CREDENTIALS = "snowflake://loader:secret@fake-account/NYC_TAXI?warehouse=LOAD_WH&role=LOADER"
-
-
-class FakeSnowflake:
-    def query(self, sql: str):
-        con = snowflake_connector.connect(account="fake-account", user="loader", password="x", database="NYC_TAXI")
-        try:
-            cur = con.cursor()
-            cur.execute(sql)
-            return cur.fetchall()
-        finally:
-            con.close()
-
-    def month_counts(self, table: str) -> dict:
-        rows = self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1")
-        return {m: n for m, n in rows}
-
-
-@pytest.fixture
-def snowflake(tmp_path, monkeypatch):
-    """fakesnow patched in, persisting to a folder for the test; dlt Snowflake credentials pointing at it."""
-    fakesnow_compat.apply()
-    db_path = tmp_path / "fakesnow"
-    db_path.mkdir()
-    monkeypatch.setenv("DESTINATION__SNOWFLAKE__CREDENTIALS", CREDENTIALS)
-    with fakesnow.patch(db_path=str(db_path)):
-        yield FakeSnowflake()
+pytest.importorskip("fakesnow", reason="fakesnow is in the dev extra")
+pytest.importorskip("snowflake.connector", reason="taxi-pipeline[snowflake]")
 
 
 def sf_load(cli, mirror, *args):
@@ -55,39 +24,6 @@ def test_snowflake_loads_two_months_exactly(mirror, cli, snowflake):
     assert r.code == 0, r
     assert snowflake.month_counts("green_tripdata") == {"2019-01": 25, "2019-02": 15}
     assert snowflake.query("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] in (265, 3)
-
-
-def test_snowflake_rerun_is_a_no_op(mirror, cli, snowflake):
-    mirror.trips("green", "2019-01", 12)
-    assert sf_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    gets, loads = mirror.gets(), snowflake.query("select count(*) from taxi_raw._dlt_loads")[0][0]
-    r = sf_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0 and "skipped" in r.out, r
-    assert mirror.gets() == gets
-    assert snowflake.query("select count(*) from taxi_raw._dlt_loads")[0][0] == loads
-    assert snowflake.month_counts("green_tripdata") == {"2019-01": 12}
-
-
-def test_snowflake_republished_month_replaces_its_rows(mirror, cli, snowflake):
-    mirror.trips("yellow", "2019-01", 20)
-    mirror.trips("yellow", "2019-02", 8)
-    assert sf_load(cli, mirror, "--taxi", "yellow", "--start", "2019-01", "--end", "2019-02").code == 0
-    mirror.trips("yellow", "2019-01", 17, seed=9)
-    r = sf_load(cli, mirror, "--taxi", "yellow", "--start", "2019-01", "--end", "2019-02")
-    assert r.code == 0 and "replaced" in r.out, r
-    assert snowflake.month_counts("yellow_tripdata") == {"2019-01": 17, "2019-02": 8}
-
-
-def test_snowflake_state_restored_with_fresh_working_directory(mirror, cli, snowflake, workdir):
-    mirror.trips("green", "2019-01", 9)
-    assert sf_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
-    shutil.rmtree(workdir / "dlt")  # a scheduled worker starts with an empty folder
-    gets = mirror.gets()
-    r = sf_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
-    assert r.code == 0 and "skipped" in r.out, r
-    assert mirror.gets() == gets
-    r = cli("status", "--dest", "snowflake")
-    assert r.code == 0 and "green_tripdata" in r.out and "2019-01" in r.out, r
 
 
 def test_snowflake_identifiers_are_upper_case_and_times_naive(mirror, cli, snowflake):
