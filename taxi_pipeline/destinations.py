@@ -10,7 +10,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
-from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE
+from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_MEMORY_LIMIT
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -31,9 +31,25 @@ def make_destination(name: str) -> Destination:
             raise ConfigError(f"destination {name} needs its driver: pip install 'taxi-pipeline[{name}]'") from None
     if name == "duckdb":
         if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
-            return dlt.destinations.duckdb()
-        return dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE)
+            return _bounded_duckdb(dlt.destinations.duckdb())
+        return _bounded_duckdb(dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE))
     return Destination.from_reference(name)
+
+
+def _bounded_duckdb(dest: Destination) -> Destination:
+    """DuckDB with a `memory_limit` (DUCKDB_MEMORY_LIMIT) unless its credentials' `global_config` sets one.
+
+    DuckDB keeps the blocks it writes cached up to 80 % of RAM, so a run's memory would grow with the month.
+    """
+    try:
+        credentials = dest.configuration(dest.spec(), accept_partial=True).credentials
+    except Exception:  # unreadable config surfaces later, with the setting named, at first contact
+        return dest
+    settings = dict(getattr(credentials, "global_config", None) or {})
+    if credentials is None or "memory_limit" in settings:
+        return dest
+    credentials.global_config = {**settings, "memory_limit": DUCKDB_MEMORY_LIMIT}
+    return dlt.destinations.duckdb(credentials=credentials)
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:
@@ -58,11 +74,29 @@ def destination_location(dest: Destination) -> str:
     return "/".join(str(p) for p in parts if p is not None)
 
 
-def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
-    """The file format dlt writes for a destination: `csv` for Postgres, dlt's choice (parquet) elsewhere.
+def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
+    """Postgres: keep a BRIN index on a trip table's month column, summarized up to the rows just loaded.
 
-    With `csv` asked for, dlt writes the Arrow batches as the csv files COPY reads already in extract, instead of
-    writing parquet there and converting it to csv in normalize.
+    Months arrive in order and whole, so a block-range index (a few pages, nearly free to maintain) lets the
+    per-month count of a rerun and the DELETE of a replacement read only that month's blocks instead of the
+    whole table. DuckDB and Snowflake prune by their own min/max zone maps.
+    """
+    if destination_kind(pipeline) != "postgres":
+        return
+    with pipeline.sql_client() as client:
+        name = client.escape_column_name(f"{table}_{column}_brin")
+        qualified = client.make_qualified_table_name(table)
+        client.execute_sql(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {qualified} USING brin ({client.escape_column_name(column)})"
+        )
+        index = f"{client.make_qualified_table_name(table).rsplit('.', 1)[0]}.{name}"
+        client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
+
+
+def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
+    """The file format dlt loads for a destination: `csv` (COPY) for Postgres, dlt's choice (parquet) elsewhere.
+
+    For Postgres the source writes those csv files itself (see `copy_files`).
     """
     return "csv" if destination_kind(pipeline) == "postgres" else None
 

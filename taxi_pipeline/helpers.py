@@ -8,14 +8,17 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-import pyarrow as pa
+import dlt
 from dlt.sources.helpers.requests import Client
 
+from taxi_pipeline.copy_files import write_copy_csv
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, trip_schema
+from taxi_pipeline.settings import READ_AHEAD_BATCHES, ROWS_PER_ITEM
+from taxi_pipeline.streams import coalesce, read_ahead
 
 LOAD = "load"
 REPLACE = "replace"
@@ -91,12 +94,21 @@ def plan_months(
 
 
 def read_remote(
-    client: Client, url: str, name: str, schema: TableSchema, source_month: Optional[str], record: Dict[str, Any]
-) -> Iterator[pa.RecordBatch]:
-    """Download a file to a temporary folder and stream it as typed batches.
+    client: Client,
+    url: str,
+    name: str,
+    schema: TableSchema,
+    source_month: Optional[str],
+    record: Dict[str, Any],
+    copy_file: bool = False,
+) -> Iterator[Any]:
+    """Download a file to a temporary folder and stream it as typed Arrow tables.
 
-    When every batch has been yielded, `record` receives the state entry of the file: its fingerprint (from the
-    GET itself), row count, name and load time. A failure raises before that, so state never runs ahead of data.
+    The file is parsed a few batches ahead on a background thread while dlt writes the current table. With
+    `copy_file` the batches are written to one CSV file for Postgres `COPY` instead, imported into dlt's load
+    package as it is (see `copy_files`). When everything has been yielded, `record` receives the state entry of
+    the file: its fingerprint (from the GET itself), row count, name and load time. A failure raises before
+    that, so state never runs ahead of data.
     """
     with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
         path = os.path.join(tmp, name)
@@ -104,9 +116,16 @@ def read_remote(
         if fingerprint is None:
             raise DownloadError(f"{url} is not published (HTTP 404)")
         reader = read_parquet if name.endswith(".parquet") else read_csv_gz
-        rows = 0
-        for batch in reader(path, schema, name, source_month):
-            rows += batch.num_rows
-            yield batch
+        batches = read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)
+        if copy_file:
+            csv_path = os.path.join(tmp, "copy.csv")
+            rows, columns = write_copy_csv(batches, csv_path)
+            # dlt hard-links (or copies) the file into the load package before this generator resumes
+            yield dlt.mark.with_file_import(csv_path, "csv", rows, hints=columns.empty_table())
+        else:
+            rows = 0
+            for table in coalesce(batches, ROWS_PER_ITEM):
+                rows += table.num_rows
+                yield table
     record.update(fingerprint.as_dict())
     record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -27,6 +27,7 @@ from taxi_pipeline.destinations import (
     check_destination,
     destination_error,
     destination_location,
+    index_month_column,
     loader_file_format,
     make_destination,
 )
@@ -112,6 +113,10 @@ def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = Non
         # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md).
         # Scoped to this pipeline's config section, so other dlt pipelines in the process are not affected.
         dlt.config[f"{name}.data_writer.disable_compression"] = True
+    if destination == "duckdb":
+        if dlt.config.get("data_writer.compression") is None:
+            # the parquet file is read once from local disk: snappy only costs time
+            dlt.config[f"{name}.data_writer.compression"] = "none"
     # optional external stage for Snowflake (e.g. "filesystem" with [destination.filesystem] bucket_url = "s3://…")
     staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination == "snowflake" else None
     return dlt.pipeline(
@@ -188,7 +193,7 @@ def _run_locked(
     _load_zones(pipeline, client, root, fmt, report)
     for taxi in taxis:
         table = trip_schema(taxi).table
-        counts = month_counts(pipeline, table)
+        counts = month_counts(pipeline, table, [str(m) for m in months] if months is not None else None)
         loaded = _verified_months(pipeline, table, counts)
         for plan in plan_months(client, root, taxi, fmt, months, first, loaded, today=today):
             if plan.action == UNREACHABLE:
@@ -196,7 +201,13 @@ def _run_locked(
             elif plan.action in (LOAD, REPLACE):
                 lock.check()
                 source = taxi_source(
-                    taxi_types=[taxi], months=[plan.month], file_format=fmt, base_url=root, zones=False, force=True
+                    taxi_types=[taxi],
+                    months=[plan.month],
+                    file_format=fmt,
+                    base_url=root,
+                    zones=False,
+                    force=True,
+                    copy_files=_copy_files(pipeline),
                 )
                 if not counts.get(plan.month):
                     # nothing of this month in the destination: one COPY/INSERT into the table is already atomic,
@@ -227,7 +238,9 @@ def _load_zones(
     if action == SKIP:
         report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
         return
-    source = taxi_source(taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True)
+    source = taxi_source(
+        taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, copy_files=_copy_files(pipeline)
+    )
     report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, _OUTCOME[action]))
 
 
@@ -245,6 +258,7 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
         detail = f"{label}: {one_line(exc)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
     if month:
+        index_month_column(pipeline, table, SOURCE_MONTH)
         entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
     else:
         entry = _source_state(pipeline).get(ZONES_KEY)
@@ -255,6 +269,11 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, seconds, detail)
     return MonthResult(table, month, outcome, rows, seconds)
+
+
+def _copy_files(pipeline: dlt.Pipeline) -> bool:
+    """Postgres loads CSV files written by us straight into COPY (no parquet hop, no normalize rewrite)."""
+    return loader_file_format(pipeline) == "csv"
 
 
 @contextlib.contextmanager
@@ -290,14 +309,20 @@ def _verified_months(pipeline: dlt.Pipeline, table: str, counts: Mapping[str, in
     return {m: e for m, e in entries.items() if counts.get(m, 0) == e.get("rows")}
 
 
-def month_counts(pipeline: dlt.Pipeline, table: str) -> Dict[str, int]:
-    """Rows per `source_month` in a raw trip table ({} when the table does not exist yet)."""
+def month_counts(pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]] = None) -> Dict[str, int]:
+    """Rows per `source_month` in a raw trip table, for `months` only when given ({} when no table yet).
+
+    Naming the months keeps a rerun of one month from counting every month ever loaded.
+    """
     try:
         with pipeline.sql_client() as client:
             col = client.escape_column_name(SOURCE_MONTH)
-            rows = client.execute_sql(
-                f"SELECT {col}, COUNT(*) FROM {client.make_qualified_table_name(table)} GROUP BY {col}"
-            )
+            sql = f"SELECT {col}, COUNT(*) FROM {client.make_qualified_table_name(table)}"
+            if months is not None:
+                if not months:
+                    return {}
+                sql += f" WHERE {col} IN ({', '.join(['%s'] * len(months))})"
+            rows = client.execute_sql(f"{sql} GROUP BY {col}", *(months or []))
     except DatabaseUndefinedRelation:
         return {}
     return {str(m): int(n) for m, n in rows or []}

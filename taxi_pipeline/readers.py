@@ -21,6 +21,7 @@ import gzip
 import zlib
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -80,8 +81,8 @@ class Conformer:
             fields.append(pa.field(name, batch.schema.field(name).type))
         if self.schema.lineage:
             arrays += [
-                pa.repeat(pa.scalar(source_month, TEXT), batch.num_rows),
-                pa.repeat(pa.scalar(self.file_name, TEXT), batch.num_rows),
+                _constant_text(source_month or "", batch.num_rows),
+                _constant_text(self.file_name, batch.num_rows),
             ]
             fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
@@ -96,6 +97,17 @@ class Conformer:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             source = self.matched[col.name]
             raise FileFormatError(f"{self.file_name}: column {source!r} does not fit {col.type}: {exc}") from None
+
+
+def _constant_text(value: str, rows: int) -> pa.Array:
+    """A text column holding one value, built from buffers.
+
+    Any pyarrow conversion of a Python object (`pa.scalar`, `pa.array`) imports pandas when it is installed,
+    half a second of every run; buffers do not.
+    """
+    data = value.encode()
+    offsets = np.arange(rows + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data * rows))
 
 
 def _csv_read_type(col: Optional[Column]) -> pa.DataType:

@@ -37,3 +37,16 @@ PARQUET_BATCH_ROWS = 256_000
 
 DOWNLOAD_CHUNK = 1 << 20
 """Bytes written per chunk while streaming a download to disk."""
+
+READ_AHEAD_BATCHES = 4
+"""Batches parsed ahead of dlt on the reader thread."""
+
+ROWS_PER_ITEM = 250_000
+"""Rows per Arrow table handed to dlt (it validates hints per item: fewer, bigger items are cheaper)."""
+
+ENCODE_THREADS = 2
+"""Threads encoding batches into the CSV file Postgres COPYs (pyarrow's CSV writer uses one core per batch)."""
+
+DUCKDB_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory_limit for loads unless `destination.duckdb.credentials.global_config` is configured: a
+month's insert then keeps peak memory flat instead of caching the whole month."""

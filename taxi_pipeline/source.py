@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import dlt
-import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from taxi_pipeline.errors import DownloadError
@@ -35,6 +34,7 @@ def taxi_source(
     base_url: Optional[str] = None,
     zones: bool = True,
     force: bool = False,
+    copy_files: bool = False,
 ) -> List[DltResource]:
     """NYC TLC trip records, one resource per taxi type (`yellow_tripdata`, …) and `taxi_zone_lookup`.
 
@@ -46,6 +46,8 @@ def taxi_source(
         base_url: root URL of the layout; defaults to the format's public root. `sources.taxi.base_url`.
         zones: include the `taxi_zone_lookup` resource.
         force: load the given months even when state says they are loaded and unchanged.
+        copy_files: yield each file as one CSV file ready for Postgres `COPY` (imported into the load package as
+            it is) instead of Arrow tables; use with `loader_file_format="csv"`.
 
     Trip rows are merged with delete-insert on `source_month`, so a month is replaced whole.
     """
@@ -53,16 +55,22 @@ def taxi_source(
     explicit = [Month.parse(m) for m in months] if months is not None else None
     start = Month.parse(start_month)
     resources = [
-        trip_resource(taxi, root, file_format, explicit, start, force)
+        trip_resource(taxi, root, file_format, explicit, start, force, copy_files)
         for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
     ]
     if zones:
-        resources.append(zone_lookup(root, force))
+        resources.append(zone_lookup(root, force, copy_files))
     return resources
 
 
 def trip_resource(
-    taxi: str, root: str, file_format: str, months: Optional[List[Month]], start: Month, force: bool = False
+    taxi: str,
+    root: str,
+    file_format: str,
+    months: Optional[List[Month]],
+    start: Month,
+    force: bool = False,
+    copy_files: bool = False,
 ) -> DltResource:
     """The raw trip table of one taxi type, as Arrow batches with `source_month` and `source_file` lineage."""
     schema = trip_schema(taxi)
@@ -73,7 +81,7 @@ def trip_resource(
         merge_key=SOURCE_MONTH,
         columns=schema.dlt_columns(),
     )
-    def trips() -> Iterator[pa.RecordBatch]:
+    def trips() -> Iterator[Any]:
         loaded: Dict[str, Any] = dlt.current.resource_state().setdefault(MONTHS_KEY, {})
         client = http_client()
         for plan in plan_months(client, root, taxi, file_format, months, start, loaded, force=force):
@@ -81,24 +89,24 @@ def trip_resource(
                 raise DownloadError(plan.detail)
             if plan.action in (LOAD, REPLACE):
                 record: Dict[str, Any] = {}
-                yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record)
+                yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record, copy_files)
                 loaded[plan.month] = record
 
     return trips
 
 
-def zone_lookup(root: str, force: bool = False) -> DltResource:
+def zone_lookup(root: str, force: bool = False, copy_files: bool = False) -> DltResource:
     """The taxi zone lookup (265 zones), replaced whenever the published file changes."""
 
     @dlt.resource(name=ZONES.table, write_disposition="replace", columns=ZONES.dlt_columns())
-    def zones() -> Iterator[pa.RecordBatch]:
+    def zones() -> Iterator[Any]:
         state: Dict[str, Any] = dlt.current.source_state()
         client = http_client()
         url = zones_url(root)
         if not force and decide(probe(client, url), state.get(ZONES_KEY)) == SKIP:
             return
         record: Dict[str, Any] = {}
-        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record)
+        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record, copy_files)
         state[ZONES_KEY] = record
 
     return zones

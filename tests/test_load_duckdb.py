@@ -415,3 +415,16 @@ def test_new_months_are_appended_and_only_replacements_use_staging(mirror, cli, 
     assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     assert duck(staging)[0][0] >= 1  # a replacement goes through staging + delete-insert in one transaction
     assert month_counts(duck, "green_tripdata") == {"2019-01": 11}
+
+
+def test_duckdb_memory_is_bounded_unless_configured(workdir, monkeypatch):
+    """DuckDB would cache a whole month's blocks (up to 80 % of RAM); loads run under a memory_limit."""
+    from taxi_pipeline.pipeline import make_pipeline
+
+    def limit() -> str:
+        with make_pipeline("duckdb").sql_client() as client:
+            return client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
+
+    assert limit() == "488.2 MiB"  # 512MB
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "1GB"}')
+    assert limit() == "953.6 MiB"

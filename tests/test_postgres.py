@@ -171,3 +171,28 @@ def test_debug_traceback_masks_the_password(mirror, workdir):
     )
     assert done.returncode == 2 and "Traceback" in done.stderr
     assert "Sup3rS3cret" not in done.stderr + done.stdout
+
+
+def test_new_csv_column_evolves_the_table_with_exact_text(mirror, cli, pg):
+    """A column the map does not know arrives as text, commas and quotes intact, through our COPY file."""
+    lines = gzip.decompress(tlc_files.trip_csv("green", "2019-01", 5, trailing_comma=False)).decode().splitlines()
+    lines = [lines[0] + ",Surge Note", lines[1] + ',"busy, very ""busy"""'] + [ln + "," for ln in lines[2:]]
+    mirror.put(GREEN_JAN, gzip.compress(("\n".join(lines) + "\n").encode()))
+    r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    notes = pg.query("select surge_note, count(*) from taxi_raw.green_tripdata group by 1 order by 1")
+    assert notes == [('busy, very "busy"', 1), (None, 4)]
+    first = tlc_files.trip_rows("green", "2019-01", 5)[0]["pickup"]
+    assert pg.query("select lpep_pickup_datetime::text from taxi_raw.green_tripdata where surge_note is not null") == [
+        (first,)
+    ]
+
+
+def test_trip_tables_get_a_month_brin_index(mirror, cli, pg):
+    """Rerun counts and replacement deletes read one month's blocks, not the whole table."""
+    mirror.trips("green", "2019-01", 20)
+    mirror.trips("green", "2019-02", 20)
+    assert pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
+    assert pg.query(
+        "select indexdef from pg_indexes where schemaname = 'taxi_raw' and tablename = 'green_tripdata'"
+    ) == [("CREATE INDEX green_tripdata_source_month_brin ON taxi_raw.green_tripdata USING brin (source_month)",)]
