@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import http.server
 import subprocess
 import sys
@@ -17,46 +18,66 @@ ROOT = Path(__file__).resolve().parents[1]
 ZONES = ROOT.parent / "shared" / "data" / "taxi_zone_lookup.csv"
 
 
-def make_month(path: Path, rows: int, seed: int = 0) -> None:
-    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows (blank early congestion_surcharge included)."""
-    rng = np.random.default_rng(seed)
+def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
+    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows (blank early congestion_surcharge included).
+
+    Written in chunks (flat memory) with gzip level 1: reading speed does not depend on the level.
+    """
+    writer = None
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for offset in range(0, rows, chunk):
+            table = _trips(offset, min(chunk, rows - offset), rows, np.random.default_rng(seed + offset))
+            if writer is None:
+                out.write((",".join(table.column_names) + "\n").encode())  # unquoted, as the TLC writes it
+                options = pacsv.WriteOptions(quoting_style="none", include_header=False)
+                writer = pacsv.CSVWriter(out, table.schema, write_options=options)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+
+
+def _trips(offset: int, n: int, total: int, rng: np.random.Generator) -> pa.Table:
     start = np.datetime64("2019-01-01T00:00:00")
-    pickup = start + rng.integers(0, 31 * 86400, rows).astype("timedelta64[s]")
-    dropoff = pickup + rng.integers(60, 3600, rows).astype("timedelta64[s]")
-    fare = np.round(rng.uniform(2.5, 60, rows), 2)
-    tip = np.round(fare * rng.choice([0, 0.1, 0.2], rows), 2)
-    congestion = np.where(np.arange(rows) < rows // 3, np.nan, 2.5)  # empty early in the file, as in 2019
-    table = pa.table(
+    pickup = start + rng.integers(0, 31 * 86400, n).astype("timedelta64[s]")
+    dropoff = pickup + rng.integers(60, 3600, n).astype("timedelta64[s]")
+    fare = np.round(rng.uniform(2.5, 60, n), 2)
+    tip = np.round(fare * rng.choice([0, 0.1, 0.2], n), 2)
+    # empty in the first third of the file, as in early 2019
+    congestion = np.where(np.arange(offset, offset + n) < total // 3, np.nan, 2.5)
+    return pa.table(
         {
-            "VendorID": rng.integers(1, 3, rows),
+            "VendorID": rng.integers(1, 3, n),
             "tpep_pickup_datetime": pa.array(pickup.astype("datetime64[s]")),
             "tpep_dropoff_datetime": pa.array(dropoff.astype("datetime64[s]")),
-            "passenger_count": rng.integers(1, 7, rows),
-            "trip_distance": np.round(rng.uniform(0, 20, rows), 2),
-            "RatecodeID": rng.integers(1, 3, rows),
-            "store_and_fwd_flag": pa.array(np.where(rng.random(rows) < 0.01, "Y", "N")),
-            "PULocationID": rng.integers(1, 266, rows),
-            "DOLocationID": rng.integers(1, 266, rows),
-            "payment_type": rng.integers(1, 5, rows),
+            "passenger_count": rng.integers(1, 7, n),
+            "trip_distance": np.round(rng.uniform(0, 20, n), 2),
+            "RatecodeID": rng.integers(1, 3, n),
+            "store_and_fwd_flag": pa.array(np.where(rng.random(n) < 0.01, "Y", "N")),
+            "PULocationID": rng.integers(1, 266, n),
+            "DOLocationID": rng.integers(1, 266, n),
+            "payment_type": rng.integers(1, 5, n),
             "fare_amount": fare,
-            "extra": np.full(rows, 0.5),
-            "mta_tax": np.full(rows, 0.5),
+            "extra": np.full(n, 0.5),
+            "mta_tax": np.full(n, 0.5),
             "tip_amount": tip,
-            "tolls_amount": np.zeros(rows),
-            "improvement_surcharge": np.full(rows, 0.3),
+            "tolls_amount": np.zeros(n),
+            "improvement_surcharge": np.full(n, 0.3),
             "total_amount": np.round(fare + tip + 1.3, 2),
             "congestion_surcharge": pa.array(congestion, from_pandas=True),
         }
     )
-    with pa.CompressedOutputStream(str(path), "gzip") as out:
-        pacsv.write_csv(table, out, pacsv.WriteOptions(quoting_style="none"))
 
 
 def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # capped peers hang up mid-file
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -78,8 +99,8 @@ def timed_child(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, 
     return float(seconds), float(rss)
 
 
-def publish(www: Path, rows: int) -> Path:
-    """Lay out a mirror folder with the zone lookup and a generated yellow 2019-01 month; returns the month file."""
+def publish(www: Path, months: dict[str, int]) -> None:
+    """Lay out a mirror folder: the zone lookup and generated yellow months ({"2019-01": rows, …})."""
     (www / "yellow").mkdir(parents=True)
     (www / "misc").mkdir()
     zones = www / "misc" / "taxi_zone_lookup.csv"
@@ -87,15 +108,5 @@ def publish(www: Path, rows: int) -> Path:
         zones.write_bytes(ZONES.read_bytes())
     else:
         zones.write_text("LocationID,Borough,Zone,service_zone\n1,EWR,Newark Airport,EWR\n")
-    month = www / "yellow" / "yellow_tripdata_2019-01.csv.gz"
-    make_month(month, rows)
-    return month
-
-
-def print_table(rows: int, results: list[tuple[str, float, float]], native_s: float) -> None:
-    """A markdown table: seconds, rows/s, peak RSS and ratio to the native loader."""
-    print(f"\n| approach ({rows:,} rows) | seconds | rows/s | peak RSS MiB | vs native |")
-    print("|---|---:|---:|---:|---:|")
-    for name, secs, rss in results:
-        rate = f"{rows / secs:,.0f}" if "rerun" not in name else "-"
-        print(f"| {name} | {secs:.1f} | {rate} | {rss:.0f} | {secs / native_s:.2f}× |")
+    for month, rows in months.items():
+        make_month(www / "yellow" / f"yellow_tripdata_{month}.csv.gz", rows)

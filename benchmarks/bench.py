@@ -1,0 +1,222 @@
+"""taxi_pipeline against the native bulk loaders and the naive ways, on one generated month, in one run.
+
+    pip install -e '.[bench]'
+    python benchmarks/bench.py                      # yellow 2019-01 size: 7,667,792 rows
+    python benchmarks/bench.py --rows 2000000 --only duckdb
+
+Generates a yellow-2019-01-shaped CSV.gz (and a half-size month for the memory check), serves it on
+127.0.0.1 and measures, each in its own process:
+
+DuckDB      native    download + `CREATE TABLE AS SELECT * FROM read_csv(…)` (default sniffing)
+            ours      `python -m taxi_pipeline --dest duckdb --taxi yellow --month 2019-01` (fresh database)
+            rerun     the same command again: an unchanged month downloads and loads nothing
+            half      ours on a month of half the rows (peak RSS must not grow with rows)
+            dicts     a plain dlt pipeline yielding csv.DictReader rows (capped at --peer-rows, rate reported)
+Postgres    native    download → gunzip → `COPY … FROM STDIN` (psycopg2), into a table typed like ours
+            ours, rerun, half, dicts as above
+            pandas    `pd.read_csv(chunksize=100_000)` + `to_sql` (the Zoomcamp way; capped, rate reported)
+
+Prints one table per destination: seconds, rows/s, peak RSS, ratio to the native loader (capped peers are
+extrapolated from their rate), then the targets: ours ≤ 1.3× native, peak RSS < 1 GiB and ≤ 10 % above the
+half-size month's, rerun ≤ 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from common import ROOT, publish, serve, timed_child
+
+sys.path.insert(0, str(ROOT))
+
+YELLOW_2019_01_ROWS = 7_667_792
+FULL, HALF = "2019-01", "2019-02"
+
+NATIVE_PG_TABLE = """
+CREATE TABLE yellow (
+  vendor_id bigint, tpep_pickup_datetime timestamp, tpep_dropoff_datetime timestamp, passenger_count bigint,
+  trip_distance double precision, ratecode_id bigint, store_and_fwd_flag text, pu_location_id bigint,
+  do_location_id bigint, payment_type bigint, fare_amount double precision, extra double precision,
+  mta_tax double precision, tip_amount double precision, tolls_amount double precision,
+  improvement_surcharge double precision, total_amount double precision, congestion_surcharge double precision
+)"""
+
+DICT_PEER = """
+import csv, gzip, itertools, sys, urllib.request, dlt
+url, cap, dest, creds, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def rows():
+    with urllib.request.urlopen(url) as response, gzip.open(response, "rt", newline="") as text:
+        yield from itertools.islice(csv.DictReader(text), cap)
+factory = dlt.destinations.duckdb if dest == "duckdb" else dlt.destinations.postgres
+pipeline = dlt.pipeline("peer_dicts", destination=factory(credentials=creds), dataset_name="peer",
+                        pipelines_dir=folder)
+pipeline.run(rows(), table_name="yellow_tripdata")
+"""
+
+PANDAS_PEER = """
+import sys, pandas as pd, sqlalchemy
+url, cap, dsn = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+engine = sqlalchemy.create_engine(dsn.replace("postgresql://", "postgresql+psycopg2://", 1))
+dates = ["tpep_pickup_datetime", "tpep_dropoff_datetime"]
+for chunk in pd.read_csv(url, compression="gzip", chunksize=100_000, nrows=cap, parse_dates=dates):
+    chunk.to_sql("yellow_taxi_data", engine, if_exists="append", index=False)
+"""
+
+
+@dataclass
+class Row:
+    """One measured approach."""
+
+    name: str
+    rows: int
+    seconds: float
+    rss: float
+    rate_only: bool = False
+    """Measured on `rows` (a cap): the ratio is extrapolated from the rate to the whole month."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=YELLOW_2019_01_ROWS, help="rows in the month (7,667,792)")
+    parser.add_argument("--peer-rows", type=int, default=200_000, help="rows the dict-row and pandas peers load")
+    parser.add_argument("--only", choices=["duckdb", "postgres"], help="one destination only")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="taxi_bench_"))
+    cluster = None
+    try:
+        t = time.perf_counter()
+        publish(work / "www", {FULL: args.rows, HALF: args.rows // 2})
+        size = (work / "www" / "yellow" / f"yellow_tripdata_{FULL}.csv.gz").stat().st_size / 2**20
+        took = time.perf_counter() - t
+        print(f"generated {args.rows:,} rows ({size:.0f} MiB gzip) and a half-size month in {took:.0f}s")
+        server, url = serve(work / "www")
+        bench = Bench(work, url, args.rows, min(args.peer_rows, args.rows))
+        if args.only in (None, "duckdb"):
+            bench.report("DuckDB", bench.duckdb())
+        if args.only in (None, "postgres"):
+            base = os.environ.get("TAXI_TEST_PG_DSN", "").rsplit("/", 1)[0]
+            if not base:
+                from tests.pgserver import start_cluster
+
+                cluster = start_cluster()
+                base = cluster.dsn("").rstrip("/")
+            bench.report("Postgres", bench.postgres(base))
+        server.shutdown()
+    finally:
+        if cluster:
+            cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class Bench:
+    """The measurements, each a child process (wall seconds and its own peak RSS)."""
+
+    def __init__(self, work: Path, url: str, rows: int, peer_rows: int) -> None:
+        self.work, self.url, self.rows, self.peer_rows = work, url, rows, peer_rows
+        self.file_url = f"{url}/yellow/yellow_tripdata_{FULL}.csv.gz"
+
+    def env(self, name: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        """A clean dlt data dir per measurement, so no run finds another's state."""
+        return {**os.environ, "DLT_DATA_DIR": str(self.work / "dlt" / name), **(extra or {})}
+
+    def ours(self, dest: str, month: str) -> List[str]:
+        cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", dest, "--taxi", "yellow", "--month", month]
+        return cmd + ["--base-url", self.url]
+
+    def python(self, script: str, *argv: str) -> List[str]:
+        return [sys.executable, "-c", script, *argv]
+
+    def duckdb(self) -> List[Row]:
+        """Native read_csv, ours, rerun, half month, dict rows."""
+        out: List[Row] = []
+        native = (
+            "import duckdb, sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], 'n.csv.gz');"
+            "duckdb.connect('native.duckdb').execute(\"CREATE TABLE t AS SELECT * FROM read_csv('n.csv.gz')\")"
+        )
+        out.append(Row("native: download + read_csv", self.rows, *self.run(self.python(native, self.file_url))))
+        for label, month, rows, folder in (
+            ("taxi_pipeline", FULL, self.rows, "full"),
+            ("taxi_pipeline rerun (unchanged)", FULL, 0, "full"),
+            ("taxi_pipeline, half-size month", HALF, self.rows // 2, "half"),
+        ):
+            env = self.env(f"duck_{folder}", {"DESTINATION__DUCKDB__CREDENTIALS": f"ours_{folder}.duckdb"})
+            out.append(Row(label, rows, *self.run(self.ours("duckdb", month), env)))
+        peer = self.python(DICT_PEER, self.file_url, str(self.peer_rows), "duckdb", "dicts.duckdb", "peer_dlt")
+        out.append(Row("plain dlt, dict rows", self.peer_rows, *self.run(peer), rate_only=True))
+        return out
+
+    def postgres(self, base: str) -> List[Row]:
+        """Native COPY, ours, rerun, half month, dict rows, pandas to_sql."""
+        import psycopg2
+
+        admin = psycopg2.connect(f"{base}/postgres")
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            for db in ("bench_native", "bench_full", "bench_half", "bench_dicts", "bench_pandas"):
+                cur.execute(f"DROP DATABASE IF EXISTS {db}")
+                cur.execute(f"CREATE DATABASE {db}")
+        with psycopg2.connect(f"{base}/bench_native") as con, con.cursor() as cur:
+            cur.execute(NATIVE_PG_TABLE)
+        native = (
+            "import gzip, sys, urllib.request, psycopg2; con = psycopg2.connect(sys.argv[2]); cur = con.cursor();"
+            "src = gzip.GzipFile(fileobj=urllib.request.urlopen(sys.argv[1]));"
+            "cur.copy_expert('COPY yellow FROM STDIN WITH (FORMAT csv, HEADER true)', src, size=1 << 20);"
+            "con.commit()"
+        )
+        out = [
+            Row(
+                "native: download → gunzip → COPY FROM STDIN",
+                self.rows,
+                *self.run(self.python(native, self.file_url, f"{base}/bench_native")),
+            )
+        ]
+        for label, month, rows, db in (
+            ("taxi_pipeline", FULL, self.rows, "bench_full"),
+            ("taxi_pipeline rerun (unchanged)", FULL, 0, "bench_full"),
+            ("taxi_pipeline, half-size month", HALF, self.rows // 2, "bench_half"),
+        ):
+            env = self.env(f"pg_{db}", {"DESTINATION__POSTGRES__CREDENTIALS": f"{base}/{db}"})
+            out.append(Row(label, rows, *self.run(self.ours("postgres", month), env)))
+        with psycopg2.connect(f"{base}/bench_full") as con, con.cursor() as cur:
+            cur.execute("SELECT count(*) FROM taxi_raw.yellow_tripdata")
+            assert cur.fetchone()[0] == self.rows, "ours did not load every row"
+        cap = str(self.peer_rows)
+        peer = self.python(DICT_PEER, self.file_url, cap, "postgres", f"{base}/bench_dicts", "peer_dlt_pg")
+        out.append(Row("plain dlt, dict rows", self.peer_rows, *self.run(peer), rate_only=True))
+        pandas = self.python(PANDAS_PEER, self.file_url, cap, f"{base}/bench_pandas")
+        out.append(Row("pandas read_csv + to_sql", self.peer_rows, *self.run(pandas), rate_only=True))
+        return out
+
+    def run(self, cmd: List[str], env: Optional[Dict[str, str]] = None) -> tuple[float, float]:
+        return timed_child(cmd, self.work, env or self.env("other"))
+
+    def report(self, title: str, rows: List[Row]) -> None:
+        """The table, then the targets checked against it."""
+        native = rows[0].seconds
+        print(f"\n{title}, {self.rows:,} rows")
+        print("| approach | rows | seconds | rows/s | peak RSS MiB | vs native |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            rate = f"{r.rows / r.seconds:,.0f}" if r.rows else "-"
+            full = self.rows / (r.rows / r.seconds) if r.rate_only else r.seconds
+            ratio = f"{full / native:.2f}×" + (" (from rate)" if r.rate_only else "")
+            print(f"| {r.name} | {r.rows:,} | {r.seconds:.1f} | {rate} | {r.rss:.0f} | {ratio} |")
+        ours, rerun, half = rows[1], rows[2], rows[3]
+        growth = ours.rss / half.rss - 1
+        print(
+            f"targets: ours {ours.seconds / native:.2f}× native (≤ 1.30×) · peak RSS {ours.rss:.0f} MiB (< 1024)"
+            f" · {growth:+.0%} vs half the rows (≤ +10%) · rerun {rerun.seconds:.1f} s (≤ 2 s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
