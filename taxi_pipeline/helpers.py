@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -116,16 +117,17 @@ def read_remote(
         if fingerprint is None:
             raise DownloadError(f"{url} is not published (HTTP 404)")
         reader = read_parquet if name.endswith(".parquet") else read_csv_gz
-        batches = read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)
-        if copy_file:
-            csv_path = os.path.join(tmp, "copy.csv")
-            rows, columns = write_copy_csv(batches, csv_path)
-            # dlt hard-links (or copies) the file into the load package before this generator resumes
-            yield dlt.mark.with_file_import(csv_path, "csv", rows, hints=columns.empty_table())
-        else:
-            rows = 0
-            for table in coalesce(batches, ROWS_PER_ITEM):
-                rows += table.num_rows
-                yield table
+        # closed on any exit, so the reader thread has stopped before the folder is removed
+        with contextlib.closing(read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)) as batches:
+            if copy_file:
+                csv_path = os.path.join(tmp, "copy.csv")
+                rows, columns = write_copy_csv(batches, csv_path)
+                if rows:  # dlt hard-links (or copies) the file into the load package before this generator resumes
+                    yield dlt.mark.with_file_import(csv_path, "csv", rows, hints=columns.empty_table())
+            else:
+                rows = 0
+                for table in coalesce(batches, ROWS_PER_ITEM):
+                    rows += table.num_rows
+                    yield table
     record.update(fingerprint.as_dict())
     record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
+from dlt.common import logger
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -258,7 +259,10 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
         detail = f"{label}: {one_line(exc)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
     if month:
-        index_month_column(pipeline, table, SOURCE_MONTH)
+        try:
+            index_month_column(pipeline, table, SOURCE_MONTH)
+        except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
+            logger.warning(f"no month index on {table}: {one_line(exc)}")
         entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
     else:
         entry = _source_state(pipeline).get(ZONES_KEY)

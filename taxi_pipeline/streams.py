@@ -38,8 +38,9 @@ def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
         return False
 
     def produce() -> None:
-        iterator = iter(items)
+        iterator: Iterator[T] = iter(())
         try:
+            iterator = iter(items)
             for item in iterator:
                 if not put(item):
                     break
