@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from common import ROOT, publish, serve, timed_child
 
@@ -132,6 +132,18 @@ class Bench:
         cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", dest, "--taxi", "yellow", "--month", month]
         return cmd + ["--base-url", self.url]
 
+    def ours_runs(self, dest: str, credentials: Callable[[str], str]) -> List[Row]:
+        """Ours on the full month, its rerun, then the half-size month; `credentials("full"|"half")` → target."""
+        out: List[Row] = []
+        for label, month, rows, target in (
+            ("taxi_pipeline", FULL, self.rows, "full"),
+            ("taxi_pipeline rerun (unchanged)", FULL, 0, "full"),
+            ("taxi_pipeline, half-size month", HALF, self.rows // 2, "half"),
+        ):
+            env = self.env(f"{dest}_{target}", {f"DESTINATION__{dest.upper()}__CREDENTIALS": credentials(target)})
+            out.append(Row(label, rows, *self.run(self.ours(dest, month), env)))
+        return out
+
     def python(self, script: str, *argv: str) -> List[str]:
         return [sys.executable, "-c", script, *argv]
 
@@ -143,13 +155,7 @@ class Bench:
             "duckdb.connect('native.duckdb').execute(\"CREATE TABLE t AS SELECT * FROM read_csv('n.csv.gz')\")"
         )
         out.append(Row("native: download + read_csv", self.rows, *self.run(self.python(native, self.file_url))))
-        for label, month, rows, folder in (
-            ("taxi_pipeline", FULL, self.rows, "full"),
-            ("taxi_pipeline rerun (unchanged)", FULL, 0, "full"),
-            ("taxi_pipeline, half-size month", HALF, self.rows // 2, "half"),
-        ):
-            env = self.env(f"duck_{folder}", {"DESTINATION__DUCKDB__CREDENTIALS": f"ours_{folder}.duckdb"})
-            out.append(Row(label, rows, *self.run(self.ours("duckdb", month), env)))
+        out += self.ours_runs("duckdb", lambda target: f"ours_{target}.duckdb")
         peer = self.python(DICT_PEER, self.file_url, str(self.peer_rows), "duckdb", "dicts.duckdb", "peer_dlt")
         out.append(Row("plain dlt, dict rows", self.peer_rows, *self.run(peer), rate_only=True))
         return out
@@ -179,13 +185,7 @@ class Bench:
                 *self.run(self.python(native, self.file_url, f"{base}/bench_native")),
             )
         ]
-        for label, month, rows, db in (
-            ("taxi_pipeline", FULL, self.rows, "bench_full"),
-            ("taxi_pipeline rerun (unchanged)", FULL, 0, "bench_full"),
-            ("taxi_pipeline, half-size month", HALF, self.rows // 2, "bench_half"),
-        ):
-            env = self.env(f"pg_{db}", {"DESTINATION__POSTGRES__CREDENTIALS": f"{base}/{db}"})
-            out.append(Row(label, rows, *self.run(self.ours("postgres", month), env)))
+        out += self.ours_runs("postgres", lambda target: f"{base}/bench_{target}")
         with psycopg2.connect(f"{base}/bench_full") as con, con.cursor() as cur:
             cur.execute("SELECT count(*) FROM taxi_raw.yellow_tripdata")
             assert cur.fetchone()[0] == self.rows, "ours did not load every row"

@@ -89,7 +89,7 @@ def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
         client.execute_sql(
             f"CREATE INDEX IF NOT EXISTS {name} ON {qualified} USING brin ({client.escape_column_name(column)})"
         )
-        index = f"{client.make_qualified_table_name(table).rsplit('.', 1)[0]}.{name}"
+        index = f"{client.fully_qualified_dataset_name()}.{name}"
         client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
 
 

@@ -318,13 +318,13 @@ def month_counts(pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[s
 
     Naming the months keeps a rerun of one month from counting every month ever loaded.
     """
+    if months is not None and not months:
+        return {}
     try:
         with pipeline.sql_client() as client:
             col = client.escape_column_name(SOURCE_MONTH)
             sql = f"SELECT {col}, COUNT(*) FROM {client.make_qualified_table_name(table)}"
             if months is not None:
-                if not months:
-                    return {}
                 sql += f" WHERE {col} IN ({', '.join(['%s'] * len(months))})"
             rows = client.execute_sql(f"{sql} GROUP BY {col}", *(months or []))
     except DatabaseUndefinedRelation:
