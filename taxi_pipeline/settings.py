@@ -47,6 +47,6 @@ ROWS_PER_ITEM = 250_000
 ENCODE_THREADS = 2
 """Threads encoding batches into the CSV file Postgres COPYs (pyarrow's CSV writer uses one core per batch)."""
 
-DUCKDB_MEMORY_LIMIT = "512MB"
+DUCKDB_MEMORY_LIMIT = "384MB"
 """DuckDB's memory_limit for loads unless `destination.duckdb.credentials.global_config` is configured: a
 month's insert then keeps peak memory flat instead of caching the whole month."""

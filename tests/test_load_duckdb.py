@@ -425,6 +425,6 @@ def test_duckdb_memory_is_bounded_unless_configured(workdir, monkeypatch):
         with make_pipeline("duckdb").sql_client() as client:
             return client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
 
-    assert limit() == "488.2 MiB"  # 512MB
+    assert limit() == "366.2 MiB"  # 384MB
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "1GB"}')
     assert limit() == "953.6 MiB"
