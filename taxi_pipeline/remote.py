@@ -6,6 +6,8 @@ config (`RUNTIME__REQUEST_MAX_ATTEMPTS`, `RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUN
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -127,6 +129,10 @@ def probe(client: Client, url: str) -> Optional[Fingerprint]:
     return Fingerprint.from_headers(response.headers)
 
 
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+"""OS errors that mean the local disk (or the process' file size limit) is full."""
+
+
 def download(client: Client, url: str, path: str) -> Optional[Fingerprint]:
     """Stream a file to `path`; its fingerprint from the GET headers, or None when it is not published.
 
@@ -148,6 +154,11 @@ def download(client: Client, url: str, path: str) -> Optional[Fingerprint]:
     except RequestException as exc:
         raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
     except OSError as exc:  # urllib3 protocol errors (connection cut mid-body) and local disk errors
+        if exc.errno in DISK_FULL:
+            where = os.path.dirname(path)
+            raise DownloadError(
+                f"cannot save {url} to {where}: {exc.strerror}; free disk space there or set TMPDIR to a larger disk"
+            ) from exc
         raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
     if fingerprint.size is not None and written != fingerprint.size:
         raise DownloadError(f"download of {url} is truncated: got {written} of {fingerprint.size} bytes")

@@ -1,0 +1,68 @@
+"""Run the CLI and freeze it at a named point of a load so a test can `kill -9` it exactly there.
+
+    python -m tests.killpoint POINT N MARKER -- <taxi_pipeline arguments>
+
+On the N-th time the run reaches POINT it writes its pid to the file MARKER and sleeps; the test waits for
+MARKER, sends SIGKILL and checks what a normal rerun makes of what was left behind. Points, in load order:
+
+extract     before dlt extracts a month (the file is downloaded and parsed inside extract)
+normalize   extracted: a package with the month's files on local disk, nothing in the destination
+load        normalized: the package is ready to load, nothing in the destination
+commit      every job of the package (data, state) is in the destination, the load is not recorded as done
+reconcile   the load is complete; before the month's rows are counted against the file's
+
+Only the test's copy of the process is patched: the package has no test hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Tuple
+
+
+def _targets() -> dict[str, Tuple[Any, str]]:
+    from dlt.load.load import Load
+    from dlt.pipeline.pipeline import Pipeline
+
+    from taxi_pipeline import pipeline as pipeline_mod
+
+    return {
+        "extract": (Pipeline, "extract"),
+        "normalize": (Pipeline, "normalize"),
+        "load": (Pipeline, "load"),
+        "commit": (Load, "complete_package"),
+        "reconcile": (pipeline_mod, "index_month_column"),
+    }
+
+
+def freeze_at(point: str, nth: int, marker: Path) -> None:
+    """Patch POINT so its `nth` call announces itself in `marker` and never returns."""
+    owner, name = _targets()[point]
+    original: Callable[..., Any] = getattr(owner, name)
+    calls = 0
+
+    def frozen(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == nth:
+            marker.write_text(str(os.getpid()))
+            time.sleep(600)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, frozen)
+
+
+def main(argv: list[str]) -> int:
+    point, nth, marker, sep, *cli_args = argv
+    assert sep == "--", "usage: python -m tests.killpoint POINT N MARKER -- <arguments>"
+    freeze_at(point, int(nth), Path(marker))
+    from taxi_pipeline.cli import main as cli_main
+
+    return cli_main(cli_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,405 @@
+"""Fault suite: `kill -9` at every point of a backfill, disk full, destination down, bad files, secrets.
+
+Each case runs the CLI as a separate process the way a scheduler does, breaks it, then runs it again normally
+and checks the destination holds every month exactly once (`source_month` counts equal the files' rows) and
+that a further rerun downloads and loads nothing. DuckDB and Postgres (a real server) both go through it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests import tlc_files
+from tests.conftest import Postgres, month_counts
+
+REPO = Path(__file__).resolve().parents[1]
+MONTHS = {"2019-01": 30, "2019-02": 20, "2019-03": 10}
+FEB = "/green/green_tripdata_2019-02.csv.gz"
+BACKFILL = ["--taxi", "green", "--start", "2019-01", "--end", "2019-03"]
+PASSWORD = "Fault5ecret"
+
+
+class Target:
+    """One destination for the fault suite: its CLI flag, month counts and a raw query."""
+
+    def __init__(self, name: str, counts: Callable[[], Dict[str, int]], query: Callable[..., list]) -> None:
+        self.name, self.counts, self.query = name, counts, query
+
+
+def with_password(dsn: str) -> str:
+    """`dsn` carrying PASSWORD, which no output may show (the test server trusts local connections: any works).
+
+    A server of your own (`TAXI_TEST_PG_DSN`) keeps its own password, and output is checked against that one.
+    """
+    global PASSWORD
+    parts = urlsplit(dsn)
+    if os.environ.get("TAXI_TEST_PG_DSN") and parts.password:
+        PASSWORD = parts.password
+        return dsn
+    netloc = f"{parts.username or 'postgres'}:{PASSWORD}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request, workdir) -> Target:
+    if request.param == "duckdb":
+        duck = request.getfixturevalue("duck")
+
+        def duck_counts() -> Dict[str, int]:
+            if not (workdir / "taxi_pipeline.duckdb").exists():
+                return {}
+            try:
+                return month_counts(duck, "green_tripdata")
+            except Exception as exc:  # no table yet
+                if "does not exist" in str(exc):
+                    return {}
+                raise
+
+        return Target("duckdb", duck_counts, duck)
+    pg = request.getfixturevalue("pg")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    # a password in the DSN (the test server trusts local connections, so any password works): it must never show
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", with_password(pg.dsn))
+
+    def pg_counts() -> Dict[str, int]:
+        exists = pg.query("select to_regclass('taxi_raw.green_tripdata') is not null")[0][0]
+        return pg.month_counts("green_tripdata") if exists else {}
+
+    return Target("postgres", pg_counts, pg.query)
+
+
+def spawn(workdir: Path, mirror, target: Target, *args: str, via: Optional[List[str]] = None, **popen):
+    """The CLI as its own process (optionally through `tests.killpoint`), stdout and stderr captured."""
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt"), "PYTHONPATH": str(REPO)}
+    entry = ["-m", "tests.killpoint", *via, "--"] if via else ["-m", "taxi_pipeline"]
+    cmd = [sys.executable, *entry, "--dest", target.name, "--base-url", mirror.url, *args]
+    return subprocess.Popen(
+        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    assert PASSWORD not in out + err, "a secret was printed"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_cli(workdir: Path, mirror, target: Target, *args: str, **popen) -> subprocess.CompletedProcess:
+    return finish(spawn(workdir, mirror, target, *args, **popen))
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def publish_backfill(mirror) -> None:
+    for month, rows in MONTHS.items():
+        mirror.trips("green", month, rows)
+
+
+def assert_exact_and_settled(workdir: Path, mirror, target: Target, expected: Dict[str, int]) -> None:
+    """The destination holds exactly `expected`; one more rerun downloads nothing and loads nothing."""
+    assert target.counts() == expected
+    gets = mirror.gets("tripdata")
+    again = run_cli(workdir, mirror, target, *BACKFILL)
+    assert again.returncode == 0, again
+    assert mirror.gets("tripdata") == gets, "a loaded month was downloaded again"
+    month_lines = [line for line in again.stdout.splitlines() if line.startswith("green_tripdata")]
+    assert len(month_lines) == len(expected) and all(" skipped " in line for line in month_lines), again.stdout
+    assert target.counts() == expected
+
+
+# --- kill -9 ---------------------------------------------------------------------------------------------------
+
+# The zone lookup is the first dlt run of a fresh backfill, so the 3rd run is February's: January is loaded,
+# February is somewhere in flight, March not started. Reconciliation is for trip months only: 2nd is February.
+FEBRUARY_CALL = {"reconcile": 2}
+
+
+@pytest.mark.parametrize("point", ["extract", "normalize", "load", "commit", "reconcile"])
+def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, target, point):
+    publish_backfill(mirror)
+    marker = workdir / "frozen"
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=[point, str(FEBRUARY_CALL.get(point, 3)), str(marker)])
+    wait_for(lambda: marker.exists() or proc.poll() is not None, f"the run to reach {point}")
+    assert proc.poll() is None, finish(proc)
+    proc.send_signal(signal.SIGKILL)
+    killed = finish(proc)
+    assert killed.returncode == -signal.SIGKILL
+    assert mirror.gets("2019-03") == 0
+
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
+    publish_backfill(mirror)
+    mirror.delay[FEB] = 30
+    proc = spawn(workdir, mirror, target, *BACKFILL)
+    wait_for(lambda: mirror.gets("2019-02") or proc.poll() is not None, "February's download")
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert target.counts() == {"2019-01": 30}
+    del mirror.delay[FEB]
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+@pytest.mark.parametrize("point", ["load", "commit"])
+def test_kill_9_while_replacing_a_republished_month_keeps_one_version(mirror, workdir, target, point):
+    """Killed mid-replacement: the month holds either its old or its new rows, never both; the rerun ends new."""
+    publish_backfill(mirror)
+    assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
+    mirror.trips("green", "2019-02", 25, seed=1)  # republished with other rows
+    marker = workdir / "frozen"
+    # no zone load this time (unchanged), so February's replacement is the first dlt run
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=[point, "1", str(marker)])
+    wait_for(lambda: marker.exists() or proc.poll() is not None, f"the run to reach {point}")
+    assert proc.poll() is None, finish(proc)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert target.counts()["2019-02"] in (20, 25)
+
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, {**MONTHS, "2019-02": 25})
+
+
+# --- two runs at once ---------------------------------------------------------------------------------------------
+
+
+def test_a_backfill_and_a_scheduled_slot_at_once_serialize_without_duplicates(mirror, workdir, target):
+    """A Kestra backfill and the monthly slot start together on one machine: one waits (and says so), no duplicate."""
+    publish_backfill(mirror)
+    mirror.delay["/green/green_tripdata_2019-01.csv.gz"] = 1.0  # the backfill is mid-January when the slot starts
+    backfill = spawn(workdir, mirror, target, *BACKFILL)
+    wait_for(lambda: mirror.gets("2019-01") or backfill.poll() is not None, "the backfill to start January")
+    slot = spawn(workdir, mirror, target, "--taxi", "green", "--month", "2019-03")
+    done = [finish(backfill), finish(slot)]
+    assert [d.returncode for d in done] == [0, 0], done
+    assert "waiting for it" in done[1].stderr, done[1]
+    assert mirror.gets("2019-03") == 1, "the slot must find March loaded by the backfill, or load it itself: once"
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+# --- disk full, destination down --------------------------------------------------------------------------------
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A preexec hook: writes past `limit` bytes fail with EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
+
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_disk_full_fails_the_month_keeps_the_loaded_ones_and_retries(mirror, workdir, target):
+    mirror.trips("green", "2019-01", 30)
+    assert run_cli(workdir, mirror, target, "--taxi", "green", "--month", "2019-01").returncode == 0
+    size = len(mirror.trips("green", "2019-02", 20_000))
+    full = run_cli(
+        workdir, mirror, target, "--taxi", "green", "--month", "2019-02", preexec_fn=_file_size_limit(size // 4)
+    )
+    assert full.returncode == 1, full
+    assert full.stderr.count("\n") == 1 and "Traceback" not in full.stderr, full
+    assert "2019-02" in full.stderr and "free disk space" in full.stderr, full
+    assert target.counts() == {"2019-01": 30}
+    retried = run_cli(workdir, mirror, target, "--taxi", "green", "--month", "2019-02")
+    assert retried.returncode == 0, retried
+    assert target.counts() == {"2019-01": 30, "2019-02": 20_000}
+
+
+def test_postgres_going_down_mid_load_fails_keeps_data_and_retries(mirror, workdir, pg, monkeypatch):
+    """The server stops taking connections while February's COPY runs: exit 1, January intact, rerun loads."""
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", with_password(pg.dsn))
+    target = Target("postgres", lambda: pg.month_counts("green_tripdata"), pg.query)
+    publish_backfill(mirror)
+    assert run_cli(workdir, mirror, target, "--taxi", "green", "--month", "2019-01").returncode == 0
+    import psycopg2
+
+    server, database = pg.dsn.rsplit("/", 1)
+    admin = Postgres(f"{server}/postgres")  # a database's connections are switched off from another one
+    blocker = psycopg2.connect(pg.dsn)  # holds the table so that February's COPY waits, mid-load
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("lock table taxi_raw.green_tripdata in share mode")  # COPY waits, reads do not
+            proc = spawn(workdir, mirror, target, "--taxi", "green", "--month", "2019-02")
+            waiting = "select pid from pg_stat_activity where datname = %s and wait_event_type = 'Lock' and pid <> %s"
+            wait_for(lambda: pg.query(waiting, database, blocker.get_backend_pid()), "the COPY to wait on the lock")
+            admin.query(f"alter database {database} allow_connections false")
+            admin.query(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> %s",
+                database,
+                blocker.get_backend_pid(),
+            )
+        blocker.rollback()
+        down = finish(proc)
+    finally:
+        blocker.close()
+    assert down.returncode == 1, down
+    assert down.stderr.count("\n") == 1 and "2019-02" in down.stderr and "Traceback" not in down.stderr, down
+    admin.query(f"alter database {database} allow_connections true")
+    assert target.counts() == {"2019-01": 30}
+    retried = run_cli(workdir, mirror, target, "--taxi", "green", "--month", "2019-02")
+    assert retried.returncode == 0, retried
+    assert target.counts() == {"2019-01": 30, "2019-02": 20}
+
+
+# --- bad files ---------------------------------------------------------------------------------------------------
+
+HTML = b"<!DOCTYPE html><html><head><title>Rate limited</title></head><body>Try again later</body></html>\n"
+
+
+def _csv_lines(month: str, rows: int, seed: int = 0) -> List[str]:
+    return gzip.decompress(tlc_files.trip_csv("green", month, rows, seed, trailing_comma=False)).decode().splitlines()
+
+
+def _drop_csv_column(month: str, rows: int, column: str, seed: int = 0) -> bytes:
+    lines = _csv_lines(month, rows, seed)
+    index = lines[0].split(",").index(column)
+    cut = [",".join(v for i, v in enumerate(line.split(",")) if i != index) for line in lines]
+    return gzip.compress(("\n".join(cut) + "\n").encode())
+
+
+def _parquet_with(month: str, rows: int, seed: int = 0, **columns: pa.Array) -> bytes:
+    """A TLC parquet with `columns` replaced (same name) or appended (new name)."""
+    table = pq.read_table(io.BytesIO(tlc_files.trip_parquet("green", month, rows, seed=seed)))
+    for name, values in columns.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, values)
+        else:
+            table = table.append_column(name, values)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _half(content: bytes) -> bytes:
+    return content[: len(content) // 2]
+
+
+BAD_FILES: Dict[str, Callable[[str, int, int], bytes]] = {
+    "csv: HTML error page served with 200": lambda m, n, s: HTML,
+    "csv: gzip cut in half": lambda m, n, s: _half(tlc_files.trip_csv("green", m, n, s)),
+    "csv: required column missing": lambda m, n, s: _drop_csv_column(m, n, "fare_amount", s),
+    "csv: a row with a field too many": lambda m, n, s: gzip.compress(
+        "\n".join(ln + (",x,y" if i == 3 else "") for i, ln in enumerate(_csv_lines(m, n, s))).encode() + b"\n"
+    ),
+    "parquet: HTML error page served with 200": lambda m, n, s: HTML,
+    "parquet: cut in half": lambda m, n, s: _half(tlc_files.trip_parquet("green", m, n, seed=s)),
+    "parquet: amount column holding text": lambda m, n, s: _parquet_with(
+        m, n, s, fare_amount=pa.array(["12.50 USD"] * n)
+    ),
+}
+
+
+def _publish(mirror, kind: str, month: str, content: bytes) -> None:
+    if kind.startswith("csv"):
+        mirror.put(f"/green/green_tripdata_{month}.csv.gz", content)
+    else:
+        mirror.put(f"/trip-data/green_tripdata_{month}.parquet", content)
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_bad_file_fails_its_month_cleanly_and_is_retried(mirror, workdir, target, kind):
+    """A republished month that is bad keeps its old rows; a new month that is bad stays out; both load later."""
+    fmt = ["--format", kind.split(":")[0]]
+    args = [*fmt, "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    make = BAD_FILES[kind]
+
+    def good(month: str, rows: int, seed: int) -> bytes:
+        if fmt[1] == "csv":
+            return tlc_files.trip_csv("green", month, rows, seed)
+        return tlc_files.trip_parquet("green", month, rows, seed=seed)
+
+    _publish(mirror, kind, "2019-01", good("2019-01", 30, 0))
+    assert run_cli(workdir, mirror, target, *fmt, "--taxi", "green", "--month", "2019-01").returncode == 0
+
+    _publish(mirror, kind, "2019-01", make("2019-01", 25, 1))  # a bad republication
+    _publish(mirror, kind, "2019-02", make("2019-02", 20, 0))  # a bad new month
+    bad = run_cli(workdir, mirror, target, *args)
+    assert bad.returncode == 1, bad
+    errors = bad.stderr.splitlines()
+    assert len(errors) == 2 and "Traceback" not in bad.stderr, bad
+    assert "2019-01" in errors[0] and "2019-02" in errors[1], bad
+    assert target.counts() == {"2019-01": 30}
+
+    again = run_cli(workdir, mirror, target, *args)  # still bad: tried again, still nothing changes
+    assert again.returncode == 1 and target.counts() == {"2019-01": 30}, again
+
+    _publish(mirror, kind, "2019-01", good("2019-01", 25, 1))
+    _publish(mirror, kind, "2019-02", good("2019-02", 20, 0))
+    fixed = run_cli(workdir, mirror, target, *args)
+    assert fixed.returncode == 0, fixed
+    assert target.counts() == {"2019-01": 25, "2019-02": 20}
+
+
+def test_csv_changes_that_are_not_errors_load_exactly(mirror, workdir, target):
+    """An optional column missing loads as nulls; a new column evolves the table (as text) with its values."""
+    lines = _csv_lines("2019-01", 12)
+    lines = [lines[0] + ",surge_note"] + [ln + f",note {i}" for i, ln in enumerate(lines[1:])]
+    mirror.put("/green/green_tripdata_2019-01.csv.gz", gzip.compress(("\n".join(lines) + "\n").encode()))
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", _drop_csv_column("2019-02", 8, "congestion_surcharge"))
+    r = run_cli(workdir, mirror, target, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.returncode == 0, r
+    assert target.counts() == {"2019-01": 12, "2019-02": 8}
+    notes = "select source_month, count(surge_note), count(congestion_surcharge) from taxi_raw.green_tripdata"
+    (jan, *_), (feb, *_) = counted = sorted(target.query(notes + " group by 1"))
+    assert counted[0][1:2] == (12,) and counted[0][2] > 0 and counted[1] == ("2019-02", 0, 0), counted
+    assert target.query("select surge_note from taxi_raw.green_tripdata where surge_note = 'note 3'")
+
+
+def test_parquet_with_an_unknown_new_column_evolves_the_table_typed(mirror, workdir, target):
+    mirror.put("/trip-data/green_tripdata_2019-01.parquet", tlc_files.trip_parquet("green", "2019-01", 10))
+    mirror.put(
+        "/trip-data/green_tripdata_2019-02.parquet",
+        _parquet_with("2019-02", 6, surge_fee=pa.array([1.25] * 6, pa.float64())),
+    )
+    args = ["--format", "parquet", "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    r = run_cli(workdir, mirror, target, *args)
+    assert r.returncode == 0, r
+    assert target.counts() == {"2019-01": 10, "2019-02": 6}
+    fees = "select source_month, sum(surge_fee) from taxi_raw.green_tripdata group by 1 order by 1"
+    got = [(m, None if v is None else float(v)) for m, v in target.query(fees)]
+    assert got == [("2019-01", None), ("2019-02", 7.5)]
+
+
+# --- secrets -----------------------------------------------------------------------------------------------------
+
+
+def test_status_and_failures_never_show_the_password(mirror, workdir, pg, monkeypatch):
+    dsn = with_password(pg.dsn)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dsn)
+    target = Target("postgres", lambda: pg.month_counts("green_tripdata"), pg.query)
+    mirror.trips("green", "2019-01", 5)
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", HTML)
+    r = run_cli(workdir, mirror, target, "--taxi", "green", "--start", "2019-01", "--end", "2019-02", "--debug")
+    assert r.returncode == 1 and "Traceback" in r.stderr, r  # finish() asserts the password is not in it
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "taxi_pipeline", "status", "--dest", "postgres", "--debug"],
+        cwd=workdir, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "green_tripdata" in shown.stdout, shown
+    assert PASSWORD not in shown.stdout + shown.stderr
