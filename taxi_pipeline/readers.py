@@ -142,6 +142,8 @@ def read_csv_gz(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a gzip CSV (or a plain CSV when the file is not gzip) as raw-table batches."""
     gzipped = _is_gzip(path)
+    if not gzipped:
+        _refuse_html(path, file_name)
     names, row_fields = _peek(path, gzipped, file_name)
     # A trailing separator on data rows adds an unnamed field: give it a name so pyarrow accepts it, then drop it.
     names = [n if n else f"__empty_{i}" for i, n in enumerate(names)]
@@ -167,6 +169,7 @@ def read_parquet(
     path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
 ) -> Iterator[pa.RecordBatch]:
     """Stream a parquet file as raw-table batches."""
+    _refuse_html(path, file_name)
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -189,6 +192,17 @@ def _non_empty(
             yield conformer.conform(batch, source_month)
     if not rows:
         raise FileFormatError(f"{conformer.file_name} has a header but no rows")
+
+
+def _refuse_html(path: str, file_name: str) -> None:
+    """FileFormatError for an HTML page where data was expected (a mirror's error or login page sent with 200)."""
+    with open(path, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        raise FileFormatError(
+            f"{file_name} is an HTML page, not data: the server sent an error or login page; check the base URL "
+            "or try again later"
+        )
 
 
 def _is_gzip(path: str) -> bool:
