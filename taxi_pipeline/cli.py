@@ -1,28 +1,38 @@
-"""Command line: `python -m taxi_pipeline [load options]` and `python -m taxi_pipeline status`.
+"""Command line: `python -m taxi_pipeline [load options]`, and the `status`, `report` and `dbt` subcommands.
 
-A thin shell over `taxi_pipeline.pipeline`: parse, call, print, exit 0 (ok, including months not published
-yet), 1 (a load failed) or 2 (bad input or config). Errors are one line; `--debug` adds the traceback.
+A thin shell over the library: parse, call, print, exit 0 (ok, including months not published yet), 1 (a load
+failed) or 2 (bad input or config). Errors are one line on stderr; `--debug` adds the traceback.
+
+What a load prints: progress on stderr (bars on a terminal, plain lines otherwise), a line per file as it is
+done and a summary table on stdout. `--quiet` leaves only errors, `--json` prints one JSON document instead of
+the lines and table, `--kestra` adds Kestra's `::{outputs, metrics}::` line and sends progress to stdout (Kestra
+logs a task's stderr as warnings).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
 import sys
 import traceback
-from typing import Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError
-from taxi_pipeline.pipeline import MonthResult, RunResult, build_models, run, status
+from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status
+from taxi_pipeline.progress import MonthProgress
 from taxi_pipeline.settings import FILE_FORMATS
+from taxi_pipeline.summary import as_dict, kestra_line, rows_loaded, summary_rows, totals
 from taxi_pipeline.transform import DbtResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ("status", "dbt")
+SUBCOMMANDS = ("status", "report", "dbt")
+PROGRESS_PERIOD = 10.0
+"""Seconds between plain progress lines of a file that is still downloading or being read."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,18 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", dest="file_format", choices=FILE_FORMATS, help="csv (default) or parquet")
     parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
     parser.add_argument("--dbt", action="store_true", help="run `dbt build` on the destination after the load")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print errors only")
+    output.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
+    parser.add_argument("--kestra", action="store_true", help="also emit the summary as Kestra outputs/metrics")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's log")
     return parser
 
 
 def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
-    """The argument parser of the `status` and `dbt` subcommands (both take only a destination)."""
+    """The argument parser of the `status`, `report` and `dbt` subcommands."""
     description = {
-        "status": "List loaded months, rows and fingerprints.",
+        "status": "List loaded months, rows, fingerprints and load times, read from the destination.",
+        "report": "Draw a PNG chart of trips (and revenue, once dbt has run) per month and taxi type.",
         "dbt": "Run `dbt build` on the destination without loading anything.",
     }[command]
     parser = _Parser(prog=f"taxi-pipeline {command}", description=description)
     parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
+    if command == "status":
+        parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    if command == "report":
+        parser.add_argument("--out", default="trips.png", help="PNG file to write (default: trips.png)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -103,7 +122,10 @@ def _main(args_list: List[str], debug: bool) -> int:
     try:
         command, args = parse_command_line(args_list)
         if command == "status":
-            _print_status(args.dest)
+            _print_status(args.dest, args.json)
+            return EXIT_OK
+        if command == "report":
+            _write_report(args.dest, args.out)
             return EXIT_OK
         if command == "dbt":
             built = build_models(args.dest, on_notice=_notice)
@@ -112,6 +134,7 @@ def _main(args_list: List[str], debug: bool) -> int:
                 return EXIT_FAILED
             print("dbt build passed")
             return EXIT_OK
+        out = _Output(args)
         result = run(
             destination=args.dest,
             taxi_types=args.taxi,
@@ -120,9 +143,10 @@ def _main(args_list: List[str], debug: bool) -> int:
             end=args.end,
             file_format=args.file_format,
             base_url=args.base_url,
-            on_result=_print_result,
-            on_notice=_notice,
+            on_result=out.result,
+            on_notice=out.notice,
             dbt=args.dbt,
+            progress=out.progress(),
         )
     except TaxiPipelineError as exc:
         return _fail(exc, exc.exit_code, debug)
@@ -131,7 +155,7 @@ def _main(args_list: List[str], debug: bool) -> int:
         return EXIT_FAILED
     except Exception as exc:  # anything unexpected is still one line unless --debug
         return _fail(exc, EXIT_FAILED, debug)
-    _print_summary(result)
+    out.summary(result)
     if not result.ok:
         for failure in result.failures:
             if debug and failure.error is not None:
@@ -145,6 +169,38 @@ def _main(args_list: List[str], debug: bool) -> int:
 
 def _notice(message: str) -> None:
     print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+class _Output:
+    """Where a load's progress, per-file lines and summary go, by `--quiet`, `--json` and `--kestra`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.lines = not (args.quiet or args.json)
+        # Kestra logs stderr as warnings: progress and notes go to stdout there, unless stdout is for --json
+        self.log: TextIO = sys.stdout if args.kestra and not args.json else sys.stderr
+
+    def progress(self) -> Optional[MonthProgress]:
+        if self.args.quiet:
+            return None
+        bars = self.log.isatty() and not self.args.kestra
+        return MonthProgress(self.log, bars=bars, period=PROGRESS_PERIOD)
+
+    def notice(self, message: str) -> None:
+        if not self.args.quiet:
+            print(f"note: {message}", file=self.log, flush=True)
+
+    def result(self, res: MonthResult) -> None:
+        if self.lines:
+            _print_result(res)
+
+    def summary(self, result: RunResult) -> None:
+        if self.args.json:
+            print(json.dumps(as_dict(result, self.args.dest), indent=2))
+        elif self.lines:
+            _print_summary(result)
+        if self.args.kestra:
+            print(kestra_line(result, self.args.dest), flush=True)
 
 
 def _dbt_failure(result: DbtResult) -> str:
@@ -189,18 +245,55 @@ def _print_result(res: MonthResult) -> None:
 
 
 def _print_summary(result: RunResult) -> None:
-    counts: dict[str, int] = {}
-    for res in result.results:
-        counts[res.outcome] = counts.get(res.outcome, 0) + 1
-    loaded_rows = sum(r.rows or 0 for r in result.results if r.outcome in ("loaded", "replaced"))
-    parts = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "nothing to do"
+    """A table of month ranges per table and outcome (one screen even for years of months), then totals."""
+    table = [["table", "months", "outcome", "files", "rows", "seconds"]]
+    for row in summary_rows(result.results):
+        rows = f"{row.rows:,}" if row.rows is not None else "-"
+        table.append([row.table, row.span, row.outcome, str(row.months), rows, f"{row.seconds:.1f}"])
+    if len(table) > 1:
+        print()
+        _print_table(table, right=(3, 4, 5), indent="  ")  # indented: apart from the per-file lines above
+    parts = ", ".join(f"{n} {outcome}" for outcome, n in totals(result).items()) or "nothing to do"
     dbt = "" if result.dbt is None else f"; dbt build {'passed' if result.dbt.success else 'FAILED'}"
-    print(f"summary: {parts}; {loaded_rows:,} rows loaded{dbt}")
+    print(f"summary: {parts}; {rows_loaded(result):,} rows loaded{dbt}")
 
 
-def _print_status(destination: str) -> None:
+def _print_table(rows: List[List[str]], right: Sequence[int] = (), indent: str = "") -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        print(indent + "  ".join(cells).rstrip())
+
+
+def _write_report(destination: str, out: str) -> None:
+    from taxi_pipeline.report import render, report_data
+
+    data = report_data(destination)
+    render(data, out, title=f"NYC TLC taxi trips loaded into {destination}")
+    months = sorted({m for by_month in data.trips.values() for m in by_month})
+    span = f"{months[0]}..{months[-1]}" if months else "-"
+    revenue = f", revenue of {', '.join(data.revenue)}" if data.revenue else ", no revenue (run dbt for it)"
+    print(f"wrote {out}: trips of {', '.join(data.trips)} over {span}{revenue}")
+
+
+def _status_dict(item: LoadedMonth) -> dict[str, Any]:
+    return {
+        "table": item.table,
+        "month": item.month,
+        "rows": item.rows,
+        "rows_in_destination": item.rows_in_destination,
+        "loaded_at": item.loaded_at,
+        "fingerprint": item.fingerprint,
+    }
+
+
+def _print_status(destination: str, as_json: bool = False) -> None:
+    items = status(destination)
+    if as_json:
+        print(json.dumps({"destination": destination, "files": [_status_dict(i) for i in items]}, indent=2))
+        return
     rows: List[List[str]] = [["table", "month", "rows", "in destination", "loaded at", "fingerprint"]]
-    for item in status(destination):
+    for item in items:
         rows.append(
             [
                 item.table,
@@ -214,6 +307,4 @@ def _print_status(destination: str) -> None:
     if len(rows) == 1:
         print(f"nothing loaded into {destination} yet")
         return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    _print_table(rows, right=(2, 3))

@@ -12,9 +12,11 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import dlt
 from dlt.sources.helpers.requests import Client
 
+from taxi_pipeline import progress
 from taxi_pipeline.copy_files import write_copy_csv
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.months import Month, months_from
+from taxi_pipeline.progress import DOWNLOADED, ROWS
 from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, trip_schema
@@ -113,12 +115,14 @@ def read_remote(
     """
     with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
         path = os.path.join(tmp, name)
-        fingerprint = download(client, url, path)
+        label = f"{schema.table} {source_month}" if source_month else schema.table
+        fingerprint = download(client, url, path, lambda n, size: progress.report(DOWNLOADED, label, n, size))
         if fingerprint is None:
             raise DownloadError(f"{url} is not published (HTTP 404)")
         reader = read_parquet if name.endswith(".parquet") else read_csv_gz
         # closed on any exit, so the reader thread has stopped before the folder is removed
-        with contextlib.closing(read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)) as batches:
+        with contextlib.closing(read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)) as ahead:
+            batches = _counted(ahead, label)
             if copy_file:
                 csv_path = os.path.join(tmp, "copy.csv")
                 rows, columns = write_copy_csv(batches, csv_path)
@@ -131,3 +135,10 @@ def read_remote(
                     yield table
     record.update(fingerprint.as_dict())
     record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _counted(batches: Iterator[Any], label: str) -> Iterator[Any]:
+    """`batches` as they are, each one's rows reported to the run's progress."""
+    for batch in batches:
+        progress.report(ROWS, label, batch.num_rows)
+        yield batch

@@ -21,6 +21,7 @@ import dlt
 from dlt.common import logger
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.runtime.collector import NULL_COLLECTOR, Collector
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -98,12 +99,14 @@ def setting(key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = None) -> dlt.Pipeline:
+def make_pipeline(
+    destination: str = "duckdb", dataset_name: Optional[str] = None, progress: Optional[Collector] = None
+) -> dlt.Pipeline:
     """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default).
 
     The name stays the same for every database (state in the destination is found by it), but each destination
     location and dataset gets its own local working folder: dlt's local schema and state assume one destination,
-    so a dev and a prod database must not share one.
+    so a dev and a prod database must not share one. `progress`: a dlt collector (see `taxi_pipeline.progress`).
     """
     dest = make_destination(destination)
     name = f"{PIPELINE_NAME_PREFIX}_{destination}"
@@ -126,6 +129,7 @@ def make_pipeline(destination: str = "duckdb", dataset_name: Optional[str] = Non
         destination=dest,
         staging=staging,
         dataset_name=dataset,
+        progress=progress or NULL_COLLECTOR,
     )
 
 
@@ -141,6 +145,7 @@ def run(
     on_notice: Optional[Callable[[str], None]] = None,
     today: Optional[dt.date] = None,
     dbt: bool = False,
+    progress: Optional[Collector] = None,
 ) -> RunResult:
     """Load the zone lookup and the requested trip months into `destination`, each month atomically.
 
@@ -150,6 +155,7 @@ def run(
     opened; failed months are reported in the result (and through `on_result` as they happen), the others still
     load. Runs on one destination dataset are serialized; `on_notice` hears when this one has to wait.
     With `dbt`, `dbt build` runs against the destination after every month loaded (not after a failed load).
+    `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`).
     """
     try:
         taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
@@ -159,7 +165,7 @@ def run(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
-    with _opened(destination, on_notice) as (pipeline, lock):
+    with _opened(destination, on_notice, progress) as (pipeline, lock):
         if pipeline.has_pending_data:
             # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
             pipeline.abort_packages()
@@ -282,14 +288,14 @@ def _copy_files(pipeline: dlt.Pipeline) -> bool:
 
 @contextlib.contextmanager
 def _opened(
-    destination: str, on_notice: Optional[Callable[[str], None]] = None
+    destination: str, on_notice: Optional[Callable[[str], None]] = None, progress: Optional[Collector] = None
 ) -> Iterator[Tuple[dlt.Pipeline, RunLock]]:
     """The destination's pipeline under the run lock, reachable, state restored from the destination.
 
     State is taken from the destination when the local folder is new or behind. Failing to reach the destination
     is configuration to fix (exit 2), naming the credentials setting.
     """
-    pipeline = make_pipeline(destination)
+    pipeline = make_pipeline(destination, progress=progress)
     with run_lock(pipeline, on_wait=on_notice) as lock:
         check_destination(pipeline)
         try:

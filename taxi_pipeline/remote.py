@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from dlt.sources.helpers.requests import Client, RequestException, Response
 
@@ -133,11 +133,14 @@ DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 """OS errors that mean the local disk (or the process' file size limit) is full."""
 
 
-def download(client: Client, url: str, path: str) -> Optional[Fingerprint]:
+def download(
+    client: Client, url: str, path: str, on_chunk: Optional[Callable[[int, Optional[int]], None]] = None
+) -> Optional[Fingerprint]:
     """Stream a file to `path`; its fingerprint from the GET headers, or None when it is not published.
 
-    Raises DownloadError when the transfer fails or ends short of the announced Content-Length, so a
-    truncated download is never read.
+    `on_chunk(bytes, size)` hears of every chunk written (size: the announced Content-Length, if any). Raises
+    DownloadError when the transfer fails or ends short of the announced Content-Length, so a truncated
+    download is never read.
     """
     try:
         with client.session.get(url, stream=True, allow_redirects=True) as response:
@@ -151,6 +154,8 @@ def download(client: Client, url: str, path: str) -> Optional[Fingerprint]:
                 for chunk in response.raw.stream(DOWNLOAD_CHUNK, decode_content=False):
                     out.write(chunk)
                     written += len(chunk)
+                    if on_chunk:
+                        on_chunk(len(chunk), fingerprint.size)
     except RequestException as exc:
         raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
     except OSError as exc:  # urllib3 protocol errors (connection cut mid-body) and local disk errors

@@ -139,6 +139,17 @@ def duck(workdir: Path):
     return _query
 
 
+PROGRESS_LINE = re.compile(
+    r"^(taxi_zone_lookup|\w+_tripdata \d{4}-\d{2}): "
+    r"(downloaded \S+ \S+ in \d+\.\ds|[\d,]+ rows read in \d+\.\ds|.* so far( \(.*\))?)$"
+)
+
+
+def messages(err: str) -> List[str]:
+    """A run's stderr without its progress lines: the errors and notes it printed."""
+    return [line for line in err.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
+
+
 def month_counts(duck, table: str) -> Dict[str, int]:
     return dict(duck(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1"))
 

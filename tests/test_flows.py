@@ -170,6 +170,7 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                     assert args.taxi == ctx["inputs"]["taxi"]
                     assert re.fullmatch(r"\d{4}-\d{2}", args.month)
                     assert args.dbt == ctx["inputs"]["dbt"]
+                    assert args.kestra, "loads under Kestra report their summary as task outputs and metrics"
                 checked += 1
             for key, value in (task.get("env") or {}).items():
                 secrets = []

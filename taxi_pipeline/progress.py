@@ -1,0 +1,141 @@
+"""Progress of a run: bytes downloaded and rows read per month, shown while the month loads.
+
+The source reports through dlt's collector protocol (`pipeline.collector.update(name, inc, total, label=…)`), so
+any dlt progress collector shows these counters (`dlt.pipeline(…, progress="log")`). The CLI uses
+`MonthProgress`, a dlt collector that shows only them: tqdm bars on a terminal, plain lines everywhere else
+(pipes, cron logs, Kestra).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, TextIO
+
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
+from dlt.common.runtime.collector import Collector
+
+DOWNLOADED = "downloaded"
+"""Counter of bytes downloaded, labelled with the file (`green_tripdata 2019-01`)."""
+ROWS = "rows"
+"""Counter of rows read from the file, same label."""
+
+
+def report(counter: str, label: str, inc: int, total: Optional[int] = None) -> None:
+    """Add `inc` to `counter` of `label` on the collector of the pipeline that is running (none: nothing)."""
+    context = Container()[PipelineContext]
+    if context.is_active():
+        context.pipeline().collector.update(counter, inc=inc, total=total, label=label)
+
+
+@dataclass
+class _File:
+    started: float
+    downloaded: int = 0
+    size: Optional[int] = None
+    rows: int = 0
+    download_done: bool = False
+
+
+class MonthProgress(Collector):
+    """A dlt collector for people: per file, bytes downloaded and rows read; dlt's own counters are left out.
+
+    `bars`: tqdm progress bars (on a terminal), cleared when the file's step ends. Otherwise plain lines: one
+    when a download completes, one with the rows when the file is read, and a line per file at most every
+    `period` seconds in between, so a long month shows it is alive in a log without flooding it.
+    """
+
+    def __init__(self, stream: TextIO, bars: bool = False, period: float = 10.0) -> None:
+        if bars:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:  # a dependency, but a trimmed environment still gets lines
+                bars = False
+        self.stream, self.bars, self.period = stream, bars, period
+        self.step: Optional[str] = None
+        self._files: Dict[str, _File] = {}
+        self._bars: Dict[tuple, Any] = {}
+        self._last_line = time.monotonic()
+
+    def update(
+        self,
+        name: str,
+        inc: int = 1,
+        total: Optional[int] = None,
+        inc_total: Optional[int] = None,
+        message: Optional[str] = None,
+        label: Optional[str] = None,
+    ) -> None:
+        """Count `inc` for a file's `downloaded` bytes or `rows` (`label`: the file); other counters are ignored."""
+        if name not in (DOWNLOADED, ROWS) or not label:
+            return
+        file = self._files.setdefault(label, _File(time.monotonic()))
+        if name == DOWNLOADED:
+            file.downloaded += inc
+            file.size = total if total is not None else file.size
+        else:
+            if not file.download_done:
+                self._download_done(label, file)
+            file.rows += inc
+        if self.bars:
+            self._bar(label, name, inc, total)
+        elif time.monotonic() - self._last_line >= self.period:
+            self._line(label, file)
+
+    def _download_done(self, label: str, file: _File) -> None:
+        file.download_done = True
+        if not self.bars:
+            secs = time.monotonic() - file.started
+            self._print(f"{label}: downloaded {_size(file.downloaded)} in {secs:.1f}s")
+
+    def _line(self, label: str, file: _File) -> None:
+        if file.download_done:
+            self._print(f"{label}: {file.rows:,} rows read so far")
+        elif file.size:
+            share = f"{file.downloaded / file.size:.0%} of {_size(file.size)}"
+            self._print(f"{label}: {_size(file.downloaded)} downloaded so far ({share})")
+        else:
+            self._print(f"{label}: {_size(file.downloaded)} downloaded so far")
+
+    def _print(self, line: str) -> None:
+        self._last_line = time.monotonic()
+        print(line, file=self.stream, flush=True)
+
+    def _bar(self, label: str, name: str, inc: int, total: Optional[int]) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get((label, name))
+        if bar is None:
+            unit = {"unit": "B", "unit_scale": True, "unit_divisor": 1024} if name == DOWNLOADED else {"unit": " rows"}
+            if name == ROWS:
+                unit["unit_scale"] = True
+            bar = tqdm(desc=f"{label} {name}", total=total, leave=False, file=self.stream, **unit)
+            self._bars[(label, name)] = bar
+        bar.update(inc)
+
+    def _start(self, step: str) -> None:
+        self._files = {}
+        self._last_line = time.monotonic()  # the first "so far" line comes after a period, not at once
+
+    def _stop(self) -> None:
+        for label, file in self._files.items():
+            if not file.download_done and file.downloaded:
+                self._download_done(label, file)
+            if file.rows and not self.bars:
+                secs = time.monotonic() - file.started
+                self._print(f"{label}: {file.rows:,} rows read in {secs:.1f}s")
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
+        self._files = {}
+
+
+def _size(n: int) -> str:
+    """Bytes for people: `849 B`, `6.0 MiB`."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -1,0 +1,260 @@
+"""Operator experience: progress, the run summary, --quiet / --json / --kestra, `status`, `report`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from typing import Dict, List
+
+import pytest
+
+from taxi_pipeline.progress import DOWNLOADED, ROWS, MonthProgress
+from tests.conftest import month_counts
+
+GREEN = ["--taxi", "green"]
+HTML = b"<html><body>Service unavailable</body></html>"
+
+
+def load(cli, mirror, *args: str):
+    return cli("--base-url", mirror.url, *args)
+
+
+def summary_table(out: str) -> List[List[str]]:
+    """The indented summary table's rows (header first), cells split on runs of two or more spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith("  ")]
+
+
+def mixed_backfill(mirror, cli) -> None:
+    """Jan–Apr loaded; then Mar republished, Apr replaced by an HTML page, May not published yet."""
+    for month, rows in (("2019-01", 11), ("2019-02", 12), ("2019-03", 13), ("2019-04", 14)):
+        mirror.trips("green", month, rows)
+    assert load(cli, mirror, *GREEN, "--start", "2019-01", "--end", "2019-04").code == 0
+    mirror.trips("green", "2019-03", 7, seed=1)
+    mirror.put("/green/green_tripdata_2019-04.csv.gz", HTML)
+
+
+MIXED = [*GREEN, "--start", "2019-01", "--end", "2019-05"]
+
+
+# --- progress ------------------------------------------------------------------------------------------------------
+
+
+def test_progress_is_plain_lines_on_stderr_when_not_a_terminal(mirror, cli):
+    mirror.trips("green", "2019-01", 30)
+    mirror.trips("green", "2019-02", 20)
+    r = load(cli, mirror, *GREEN, "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    size = len(mirror.files["/green/green_tripdata_2019-01.csv.gz"][0])
+    assert 1024 <= size < 1024 * 1024
+    assert re.search(rf"^green_tripdata 2019-01: downloaded {size / 1024:.1f} KiB in \d+\.\ds$", r.err, re.M), r.err
+    assert re.search(r"^green_tripdata 2019-01: 30 rows read in \d+\.\ds$", r.err, re.M), r.err
+    assert re.search(r"^green_tripdata 2019-02: 20 rows read in", r.err, re.M), r.err
+    assert re.search(r"^taxi_zone_lookup: \d+ rows read", r.err, re.M), r.err
+    assert "rows read" not in r.out and "\r" not in r.err  # progress never mixes into stdout, no bar redraws
+
+
+def test_progress_is_bars_on_a_terminal(mirror, cli, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    mirror.trips("green", "2019-01", 30)
+    r = load(cli, mirror, *GREEN, "--month", "2019-01")
+    assert r.code == 0, r
+    shown = terminal.getvalue()
+    assert "\rgreen_tripdata 2019-01 downloaded:" in shown and "B/s" in shown, shown
+    assert "\rgreen_tripdata 2019-01 rows:" in shown, shown
+    assert "rows read in" not in shown  # bars instead of lines
+
+
+def test_plain_progress_reports_a_long_file_while_it_runs():
+    """Between the lines at the end of a download and of reading, a slow file gets a line per period."""
+    out = io.StringIO()
+    progress = MonthProgress(out, bars=False, period=0)
+    with progress("Extract"):
+        progress.update("Resources", 1)  # dlt's own counters are not shown
+        progress.update(DOWNLOADED, 512, 2048, label="yellow_tripdata 2019-01")
+        progress.update(DOWNLOADED, 1536, 2048, label="yellow_tripdata 2019-01")
+        progress.update(ROWS, 1_000_000, label="yellow_tripdata 2019-01")
+        progress.update(ROWS, 500_000, label="yellow_tripdata 2019-01")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "yellow_tripdata 2019-01: 512 B downloaded so far (25% of 2.0 KiB)"
+    assert lines[1] == "yellow_tripdata 2019-01: 2.0 KiB downloaded so far (100% of 2.0 KiB)"
+    assert re.fullmatch(r"yellow_tripdata 2019-01: downloaded 2\.0 KiB in \d+\.\ds", lines[2])
+    assert lines[3:5] == [
+        "yellow_tripdata 2019-01: 1,000,000 rows read so far",
+        "yellow_tripdata 2019-01: 1,500,000 rows read so far",
+    ]
+    assert re.fullmatch(r"yellow_tripdata 2019-01: 1,500,000 rows read in \d+\.\ds", lines[5])
+    assert len(lines) == 6 and "Resources" not in out.getvalue()
+
+
+# --- summary -------------------------------------------------------------------------------------------------------
+
+
+def test_summary_table_folds_month_ranges_and_names_every_outcome(mirror, cli):
+    mixed_backfill(mirror, cli)
+    r = load(cli, mirror, *MIXED)
+    assert r.code == 1, r
+    table = summary_table(r.out)
+    assert table[0] == ["table", "months", "outcome", "files", "rows", "seconds"]
+    body = [row[:5] for row in table[1:]]
+    assert body == [
+        ["taxi_zone_lookup", "-", "skipped", "1", "265"],
+        ["green_tripdata", "2019-01..2019-02", "skipped", "2", "23"],
+        ["green_tripdata", "2019-03", "replaced", "1", "7"],
+        ["green_tripdata", "2019-04", "failed", "1", "-"],
+        ["green_tripdata", "2019-05", "not published", "1", "-"],
+    ]
+    assert all(re.fullmatch(r"\d+\.\d", row[5]) for row in table[1:])
+    assert r.out.splitlines()[-1] == "summary: 1 replaced, 3 skipped, 1 not published, 1 failed; 7 rows loaded"
+    assert "green_tripdata 2019-04" in r.err
+
+
+def test_json_summary_is_the_only_stdout(mirror, cli):
+    mixed_backfill(mirror, cli)
+    r = load(cli, mirror, *MIXED, "--json")
+    assert r.code == 1, r
+    doc = json.loads(r.out)  # nothing else on stdout
+    assert doc["ok"] is False and doc["destination"] == "duckdb"
+    files: Dict[str, dict] = {f"{f['table']} {f['month']}": f for f in doc["files"]}
+    assert {k: (f["outcome"], f["rows"]) for k, f in files.items()} == {
+        "taxi_zone_lookup None": ("skipped", 265),
+        "green_tripdata 2019-01": ("skipped", 11),
+        "green_tripdata 2019-02": ("skipped", 12),
+        "green_tripdata 2019-03": ("replaced", 7),
+        "green_tripdata 2019-04": ("failed", None),
+        "green_tripdata 2019-05": ("not published", None),
+    }
+    assert "2019-04" in files["green_tripdata 2019-04"]["detail"]
+    assert doc["totals"] == {"replaced": 1, "skipped": 3, "not published": 1, "failed": 1}
+    assert doc["rows_loaded"] == 7 and doc["dbt"] is None
+    assert "error: green_tripdata 2019-04" in r.err
+
+
+def test_quiet_prints_errors_only(mirror, cli):
+    mirror.trips("green", "2019-01", 5)
+    ok = load(cli, mirror, *GREEN, "--month", "2019-01", "--quiet")
+    assert (ok.code, ok.out, ok.err) == (0, "", ""), ok
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", HTML)
+    bad = load(cli, mirror, *GREEN, "--month", "2019-02", "--quiet")
+    assert bad.code == 1 and bad.out == "", bad
+    assert bad.err.splitlines() == [line for line in bad.err.splitlines() if line.startswith("error: ")]
+    assert len(bad.err.splitlines()) == 1 and "2019-02" in bad.err
+
+
+def test_quiet_and_json_do_not_go_together(cli):
+    r = cli("--quiet", "--json")
+    assert r.code == 2 and "not allowed with" in r.err, r
+
+
+def test_kestra_gets_outputs_metrics_and_progress_on_stdout(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 30)
+    mirror.trips("green", "2019-02", 20)
+    r = load(cli, mirror, *GREEN, "--start", "2019-01", "--end", "2019-03", "--kestra")
+    assert r.code == 0, r
+    marked = [line for line in r.out.splitlines() if line.startswith("::")]
+    assert len(marked) == 1 and marked[0].endswith("::")
+    message = json.loads(marked[0][2:-2])
+    outputs = message["outputs"]
+    assert outputs["ok"] is True and outputs["rows_loaded"] == 50 + 265
+    assert outputs["files"] == {
+        "taxi_zone_lookup": "loaded",
+        "green_tripdata 2019-01": "loaded",
+        "green_tripdata 2019-02": "loaded",
+        "green_tripdata 2019-03": "not published",
+    }
+    rows = {m["tags"]["month"]: m["value"] for m in message["metrics"] if m["name"] == "rows"}
+    assert rows == {"-": 265, **month_counts(duck, "green_tripdata")}
+    timers = [m for m in message["metrics"] if m["name"] == "seconds"]
+    assert len(timers) == 3 and all(m["type"] == "timer" and m["value"] > 0 for m in timers)
+    files = {m["tags"]["outcome"]: m["value"] for m in message["metrics"] if m["name"] == "files"}
+    assert files == {"loaded": 3, "not published": 1}
+    assert "green_tripdata 2019-01: 30 rows read" in r.out and "rows read" not in r.err  # Kestra: stderr = WARN
+
+
+# --- status --------------------------------------------------------------------------------------------------------
+
+
+def test_status_json_reads_what_is_loaded_from_the_destination(mirror, cli, workdir):
+    mirror.trips("green", "2019-01", 11)
+    mirror.trips("yellow", "2019-01", 9)
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    assert load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-01").code == 0
+    import shutil
+
+    shutil.rmtree(workdir / "dlt")  # another machine: nothing local, only the destination
+    r = cli("status", "--json")
+    assert r.code == 0, r
+    doc = json.loads(r.out)
+    got = {(f["table"], f["month"]): f for f in doc["files"]}
+    assert set(got) == {("taxi_zone_lookup", None), ("green_tripdata", "2019-01"), ("yellow_tripdata", "2019-01")}
+    green = got[("green_tripdata", "2019-01")]
+    assert (green["rows"], green["rows_in_destination"]) == (11, 11)
+    assert got[("yellow_tripdata", "2019-01")]["rows_in_destination"] == 9
+    content, etag, modified = mirror.files["/green/green_tripdata_2019-01.csv.gz"]
+    assert etag in green["fingerprint"] and f"size={len(content)}" in green["fingerprint"]
+    assert dt.datetime.fromisoformat(green["loaded_at"]) >= before
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+def test_report_draws_trips_per_taxi_type_from_the_destination(mirror, cli, workdir):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from taxi_pipeline.report import render, report_data
+
+    for month, rows in (("2019-01", 30), ("2019-02", 20), ("2019-03", 25)):
+        mirror.trips("green", month, rows)
+    mirror.trips("yellow", "2019-02", 40)
+    assert load(cli, mirror, "--taxi", "green,yellow", "--start", "2019-01", "--end", "2019-03").code == 0
+
+    r = cli("report", "--out", str(workdir / "trips.png"))
+    assert r.code == 0, r
+    assert "trips of yellow, green over 2019-01..2019-03" in r.out and "no revenue" in r.out
+    image = imread(workdir / "trips.png")
+    assert image.shape[0] > 300 and image.shape[1] > 800  # opens as a PNG of a readable size
+
+    data = report_data("duckdb")
+    assert data.trips == {"green": {"2019-01": 30, "2019-02": 20, "2019-03": 25}, "yellow": {"2019-02": 40}}
+    assert data.revenue == {}
+    fig = render(data, str(workdir / "again.png"), title="t")
+    (ax,) = fig.axes
+    series = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert series == {"green": [30, 20, 25], "yellow": [40]}
+    assert ax.get_ylabel() == "trips" and ax.get_xlabel() == "month" and ax.get_legend() is not None
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert any("2019" in t for t in labels) and "Feb" in labels
+
+
+def test_report_adds_revenue_once_dbt_has_built_the_marts(mirror, cli, workdir):
+    pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+    from taxi_pipeline.report import render, report_data
+
+    mirror.trips("green", "2019-01", 60)
+    mirror.trips("yellow", "2019-01", 45)
+    assert load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-01", "--dbt").code == 0
+    from tests.test_dbt import expected_mart
+
+    data = report_data("duckdb")
+    by_service: Dict[str, float] = {}
+    for (_zone, service), (_trips, _fare, total) in expected_mart(mirror).items():
+        by_service[service.lower()] = by_service.get(service.lower(), 0) + float(total)
+    assert {s: {m: round(v, 2) for m, v in months.items()} for s, months in data.revenue.items()} == {
+        s: {"2019-01": round(v, 2)} for s, v in by_service.items()
+    }
+    fig = render(data, str(workdir / "trips.png"), title="t")
+    trips_ax, revenue_ax = fig.axes
+    assert revenue_ax.get_ylabel() == "USD" and {ln.get_label() for ln in revenue_ax.get_lines()} == {"green", "yellow"}
+
+
+def test_report_on_an_empty_destination_says_what_to_do(cli, workdir):
+    r = cli("report", "--out", str(workdir / "trips.png"))
+    assert r.code == 2 and "nothing is loaded" in r.err, r
+    assert not (workdir / "trips.png").exists()
