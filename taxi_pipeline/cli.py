@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from typing import Any, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from taxi_pipeline.destinations import DESTINATIONS
-from taxi_pipeline.errors import ConfigError, TaxiPipelineError
+from taxi_pipeline.errors import ConfigError, TaxiPipelineError, one_line, redact
 from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status
 from taxi_pipeline.progress import MonthProgress
+from taxi_pipeline.schemas import file_label
 from taxi_pipeline.settings import FILE_FORMATS
-from taxi_pipeline.summary import as_dict, kestra_line, rows_loaded, summary_rows, totals
+from taxi_pipeline.summary import as_dict, kestra_failure_line, kestra_line, rows_loaded, summary_rows, totals
 from taxi_pipeline.transform import DbtResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -119,6 +120,7 @@ def _dlt_log_level(level: Optional[str]) -> Iterator[None]:
 
 
 def _main(args_list: List[str], debug: bool) -> int:
+    out: Optional[_Output] = None
     try:
         command, args = parse_command_line(args_list)
         if command == "status":
@@ -134,6 +136,8 @@ def _main(args_list: List[str], debug: bool) -> int:
                 return EXIT_FAILED
             print("dbt build passed")
             return EXIT_OK
+        if args.json and args.kestra:
+            raise ConfigError("--json and --kestra both write the summary to stdout: use one of them")
         out = _Output(args)
         result = run(
             destination=args.dest,
@@ -147,13 +151,18 @@ def _main(args_list: List[str], debug: bool) -> int:
             on_notice=out.notice,
             dbt=args.dbt,
             progress=out.progress(),
+            dbt_output=out.dbt_log,
         )
     except TaxiPipelineError as exc:
+        if out is not None:
+            out.failed(exc)
         return _fail(exc, exc.exit_code, debug)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # anything unexpected is still one line unless --debug
+        if out is not None:
+            out.failed(exc)
         return _fail(exc, EXIT_FAILED, debug)
     out.summary(result)
     if not result.ok:
@@ -178,7 +187,9 @@ class _Output:
         self.args = args
         self.lines = not (args.quiet or args.json)
         # Kestra logs stderr as warnings: progress and notes go to stdout there, unless stdout is for --json
-        self.log: TextIO = sys.stdout if args.kestra and not args.json else sys.stderr
+        self.log: TextIO = sys.stdout if args.kestra else sys.stderr
+        # dbt's own log: off stdout when it carries JSON, held back under --quiet (shown only if dbt fails)
+        self.dbt_log: Optional[TextIO] = sys.stderr if args.json else io.StringIO() if args.quiet else None
 
     def progress(self) -> Optional[MonthProgress]:
         if self.args.quiet:
@@ -201,6 +212,13 @@ class _Output:
             _print_summary(result)
         if self.args.kestra:
             print(kestra_line(result, self.args.dest), flush=True)
+        if isinstance(self.dbt_log, io.StringIO) and result.dbt is not None and not result.dbt.success:
+            print(self.dbt_log.getvalue(), file=sys.stderr, end="")
+
+    def failed(self, exc: BaseException) -> None:
+        """A run that stopped before its summary still gives Kestra an `ok: false` output."""
+        if self.args.kestra:
+            print(kestra_failure_line(redact(one_line(exc)), self.args.dest), flush=True)
 
 
 def _dbt_failure(result: DbtResult) -> str:
@@ -220,24 +238,8 @@ def _fail(exc: BaseException, code: int, debug: bool) -> int:
     return code
 
 
-_SECRETS = (
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),  # scheme://user:password@host
-    (
-        re.compile(r"(?i)\b(password|passwd|pwd|private_key_passphrase|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"),
-        r"\1\2***",
-    ),
-)
-
-
-def redact(text: str) -> str:
-    """Mask passwords in connection strings and `password=…` pairs before anything is printed."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 def _print_result(res: MonthResult) -> None:
-    what = f"{res.table} {res.month}" if res.month else res.table
+    what = file_label(res.table, res.month)
     rows = f"{res.rows:,} rows" if res.rows is not None else ""
     secs = f"{res.seconds:.1f}s" if res.seconds else ""
     tail = f" — {redact(res.detail)}" if res.detail else ""

@@ -1,5 +1,6 @@
 """Errors the CLI turns into exit codes: ConfigError → 2 (fix the input), LoadError → 1 (retry the load)."""
 
+import re
 from typing import List, Optional
 
 
@@ -48,3 +49,19 @@ def one_line(exc: BaseException) -> str:
     """The most useful message in an exception chain, on one line: our own error if there is one."""
     picked = find_cause(exc, TaxiPipelineError) or exception_chain(exc)[-1]
     return " ".join(str(picked).split()) or type(picked).__name__
+
+
+_SECRETS = (
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),  # scheme://user:password@host
+    (
+        re.compile(r"(?i)\b(password|passwd|pwd|private_key_passphrase|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"),
+        r"\1\2***",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in connection strings and `password=…` pairs before anything is printed."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text

@@ -19,7 +19,7 @@ from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.progress import DOWNLOADED, ROWS
 from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
-from taxi_pipeline.schemas import TableSchema, trip_schema
+from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
 from taxi_pipeline.settings import READ_AHEAD_BATCHES, ROWS_PER_ITEM
 from taxi_pipeline.streams import coalesce, read_ahead
 
@@ -115,8 +115,10 @@ def read_remote(
     """
     with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
         path = os.path.join(tmp, name)
-        label = f"{schema.table} {source_month}" if source_month else schema.table
+        label = file_label(schema.table, source_month)
+        progress.report(DOWNLOADED, label, 0)  # the clock starts at the request, not the first byte
         fingerprint = download(client, url, path, lambda n, size: progress.report(DOWNLOADED, label, n, size))
+        progress.report(DOWNLOADED, label, 0, message=progress.DONE)
         if fingerprint is None:
             raise DownloadError(f"{url} is not published (HTTP 404)")
         reader = read_parquet if name.endswith(".parquet") else read_csv_gz

@@ -15,7 +15,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import dlt
 from dlt.common import logger
@@ -38,7 +38,7 @@ from taxi_pipeline.helpers import LOAD, NOT_AVAILABLE, NOT_PUBLISHED, REPLACE, S
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
-from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
+from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
     CSV,
     DEFAULT_DATASET,
@@ -146,6 +146,7 @@ def run(
     today: Optional[dt.date] = None,
     dbt: bool = False,
     progress: Optional[Collector] = None,
+    dbt_output: Optional[TextIO] = None,
 ) -> RunResult:
     """Load the zone lookup and the requested trip months into `destination`, each month atomically.
 
@@ -155,7 +156,8 @@ def run(
     opened; failed months are reported in the result (and through `on_result` as they happen), the others still
     load. Runs on one destination dataset are serialized; `on_notice` hears when this one has to wait.
     With `dbt`, `dbt build` runs against the destination after every month loaded (not after a failed load).
-    `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`).
+    `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`);
+    `dbt_output`: where dbt's log goes (default: stdout).
     """
     try:
         taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
@@ -172,7 +174,7 @@ def run(
         result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today)
         if dbt:
             if result.ok:
-                result.dbt = run_dbt(pipeline)
+                result.dbt = run_dbt(pipeline, output=dbt_output)
             elif on_notice:
                 on_notice("dbt build skipped: the load failed")
         return result
@@ -253,7 +255,7 @@ def _load_zones(
 
 def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str], outcome: str) -> MonthResult:
     """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised."""
-    label = f"{table} {month}" if month else table
+    label = file_label(table, month)
     started = time.monotonic()
     try:
         pipeline.run(source, loader_file_format=loader_file_format(pipeline))

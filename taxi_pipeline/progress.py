@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, TextIO
 
+from dlt.common import logger
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.common.runtime.collector import Collector
@@ -20,13 +21,22 @@ DOWNLOADED = "downloaded"
 """Counter of bytes downloaded, labelled with the file (`green_tripdata 2019-01`)."""
 ROWS = "rows"
 """Counter of rows read from the file, same label."""
+DONE = "done"
+"""The message of the `downloaded` update that ends a file's download."""
 
 
-def report(counter: str, label: str, inc: int, total: Optional[int] = None) -> None:
-    """Add `inc` to `counter` of `label` on the collector of the pipeline that is running (none: nothing)."""
+def report(counter: str, label: str, inc: int, total: Optional[int] = None, message: Optional[str] = None) -> None:
+    """Add `inc` to `counter` of `label` on the collector of the pipeline that is running (none: nothing).
+
+    Showing progress never fails a load: a collector that raises is logged and the load goes on.
+    """
     context = Container()[PipelineContext]
-    if context.is_active():
-        context.pipeline().collector.update(counter, inc=inc, total=total, label=label)
+    if not context.is_active():
+        return
+    try:
+        context.pipeline().collector.update(counter, inc=inc, total=total, message=message, label=label)
+    except Exception as exc:
+        logger.debug(f"progress not shown: {exc}")
 
 
 @dataclass
@@ -36,6 +46,7 @@ class _File:
     size: Optional[int] = None
     rows: int = 0
     download_done: bool = False
+    read_started: float = 0.0
 
 
 class MonthProgress(Collector):
@@ -57,6 +68,8 @@ class MonthProgress(Collector):
         self._files: Dict[str, _File] = {}
         self._bars: Dict[tuple, Any] = {}
         self._last_line = time.monotonic()
+        self.broken = False
+        """Set when the stream failed (closed, broken pipe): nothing more is shown, the run goes on."""
 
     def update(
         self,
@@ -68,12 +81,21 @@ class MonthProgress(Collector):
         label: Optional[str] = None,
     ) -> None:
         """Count `inc` for a file's `downloaded` bytes or `rows` (`label`: the file); other counters are ignored."""
-        if name not in (DOWNLOADED, ROWS) or not label:
+        if name not in (DOWNLOADED, ROWS) or not label or self.broken:
             return
+        try:
+            self._update(name, inc, total, message, label)
+        except (OSError, ValueError):  # a closed or broken stream: stop showing, never fail the load
+            self.broken = True
+
+    def _update(self, name: str, inc: int, total: Optional[int], message: Optional[str], label: str) -> None:
         file = self._files.setdefault(label, _File(time.monotonic()))
         if name == DOWNLOADED:
             file.downloaded += inc
             file.size = total if total is not None else file.size
+            if message == DONE:
+                self._download_done(label, file)
+                return
         else:
             if not file.download_done:
                 self._download_done(label, file)
@@ -85,6 +107,7 @@ class MonthProgress(Collector):
 
     def _download_done(self, label: str, file: _File) -> None:
         file.download_done = True
+        file.read_started = time.monotonic()
         if not self.bars:
             secs = time.monotonic() - file.started
             self._print(f"{label}: downloaded {_size(file.downloaded)} in {secs:.1f}s")
@@ -119,16 +142,19 @@ class MonthProgress(Collector):
         self._last_line = time.monotonic()  # the first "so far" line comes after a period, not at once
 
     def _stop(self) -> None:
-        for label, file in self._files.items():
-            if not file.download_done and file.downloaded:
-                self._download_done(label, file)
-            if file.rows and not self.bars:
-                secs = time.monotonic() - file.started
-                self._print(f"{label}: {file.rows:,} rows read in {secs:.1f}s")
-        for bar in self._bars.values():
-            bar.close()
-        self._bars = {}
-        self._files = {}
+        try:
+            if not self.broken:
+                for label, file in self._files.items():
+                    if file.rows and not self.bars:
+                        secs = time.monotonic() - file.read_started
+                        self._print(f"{label}: {file.rows:,} rows read in {secs:.1f}s")
+                for bar in self._bars.values():
+                    bar.close()
+        except (OSError, ValueError):
+            self.broken = True
+        finally:
+            self._bars = {}
+            self._files = {}
 
 
 def _size(n: int) -> str:

@@ -142,8 +142,7 @@ def read_csv_gz(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a gzip CSV (or a plain CSV when the file is not gzip) as raw-table batches."""
     gzipped = _is_gzip(path)
-    if not gzipped:
-        _refuse_html(path, file_name)
+    _refuse_html(path, file_name, gzipped)
     names, row_fields = _peek(path, gzipped, file_name)
     # A trailing separator on data rows adds an unnamed field: give it a name so pyarrow accepts it, then drop it.
     names = [n if n else f"__empty_{i}" for i, n in enumerate(names)]
@@ -194,13 +193,25 @@ def _non_empty(
         raise FileFormatError(f"{conformer.file_name} has a header but no rows")
 
 
-def _refuse_html(path: str, file_name: str) -> None:
-    """FileFormatError for an HTML page where data was expected (a mirror's error or login page sent with 200)."""
-    with open(path, "rb") as fh:
-        head = fh.read(512).lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<?xml")
+"""How an error or login page starts (no trip file does: CSV starts with its header, parquet with `PAR1`)."""
+
+
+def _refuse_html(path: str, file_name: str, gzipped: bool = False) -> None:
+    """FileFormatError for an HTML page where data was expected (a mirror's error or login page sent with 200).
+
+    A gzip file is looked at decompressed (a server may gzip its error page too); one that does not decompress
+    is left to the reader, which says so.
+    """
+    try:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as fh:
+            head = fh.read(512)
+    except (OSError, EOFError):
+        return
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if head.startswith(HTML_STARTS):
         raise FileFormatError(
-            f"{file_name} is an HTML page, not data: the server sent an error or login page; check the base URL "
+            f"{file_name} is an HTML or XML page, not data: the server sent an error or login page; check the base URL "
             "or try again later"
         )
 

@@ -78,12 +78,13 @@ def render(data: ReportData, out: str, title: str) -> Any:
     series: List[tuple] = [(axes[0], data.trips, "trips per month (rows loaded, by file month)", "trips")]
     if data.revenue:
         series.append((axes[1], data.revenue, "revenue per month (dbt mart, total_amount by pickup month)", "USD"))
-    span = len({m for by_month in data.trips.values() for m in by_month})
+    months = sorted({m for by_month in data.trips.values() for m in by_month})
+    span = (int(months[-1][:4]) - int(months[0][:4])) * 12 + int(months[-1][5:7]) - int(months[0][5:7]) + 1
     for ax, values, subtitle, unit in series:
         for name, by_month in values.items():
             months = [dt.date(int(m[:4]), int(m[5:7]), 1) for m in by_month]
             ax.plot(months, list(by_month.values()), marker="o", markersize=3, label=name)
-        locator = MonthLocator(interval=max(1, span // 12))  # ticks on months only, at most about a dozen
+        locator = MonthLocator(interval=max(1, span // 12))  # ticks on months only, about a dozen over the range
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         ax.yaxis.set_major_formatter(FuncFormatter(_human))

@@ -228,3 +228,8 @@ def parse_taxi_types(value: Iterable[str] | str) -> List[str]:
     if not taxis:
         raise ValueError(f"no taxi type given: choose from {', '.join(TAXI_TYPES)}")
     return taxis
+
+
+def file_label(table: str, month: Optional[str]) -> str:
+    """How a file is named in output: `green_tripdata 2019-01`, or the table alone for the zone lookup."""
+    return f"{table} {month}" if month else table

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from taxi_pipeline.errors import redact
 from taxi_pipeline.months import Month
 from taxi_pipeline.pipeline import FAILED, LOADED, REPLACED, MonthResult, RunResult
+from taxi_pipeline.schemas import file_label
 
 OUTCOME_ORDER = (LOADED, REPLACED, "skipped", "not published", "not available", FAILED)
 """Outcomes in the order totals are shown."""
@@ -89,7 +91,7 @@ def as_dict(result: RunResult, destination: str) -> Dict[str, Any]:
                 "outcome": r.outcome,
                 "rows": r.rows,
                 "seconds": round(r.seconds, 3),
-                "detail": r.detail or None,
+                "detail": redact(r.detail) if r.detail else None,
             }
             for r in result.results
         ],
@@ -110,7 +112,7 @@ def kestra_line(result: RunResult, destination: str) -> str:
         "destination": destination,
         "rows_loaded": rows_loaded(result),
         "totals": totals(result),
-        "files": {f"{r.table} {r.month}" if r.month else r.table: r.outcome for r in result.results},
+        "files": {file_label(r.table, r.month): r.outcome for r in result.results},
     }
     metrics: List[Dict[str, Any]] = []
     for r in result.results:
@@ -120,4 +122,13 @@ def kestra_line(result: RunResult, destination: str) -> str:
             metrics.append({"name": "seconds", "type": "timer", "value": round(r.seconds, 3), "tags": tags})
     for outcome, n in totals(result).items():
         metrics.append({"name": "files", "type": "counter", "value": n, "tags": {"outcome": outcome}})
-    return "::" + json.dumps({"outputs": outputs, "metrics": metrics}, separators=(",", ":")) + "::"
+    return _kestra({"outputs": outputs, "metrics": metrics})
+
+
+def kestra_failure_line(error: str, destination: str) -> str:
+    """The `::{…}::` line of a run that stopped before any summary (bad config, destination down)."""
+    return _kestra({"outputs": {"ok": False, "destination": destination, "error": error, "rows_loaded": 0}})
+
+
+def _kestra(message: Dict[str, Any]) -> str:
+    return "::" + json.dumps(message, separators=(",", ":")) + "::"

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TextIO
 
 import dlt
 
@@ -61,11 +61,17 @@ class DbtResult:
     failures: List[str] = field(default_factory=list)
 
 
-def run_dbt(pipeline: dlt.Pipeline, command: str = "build", extra_args: Optional[List[str]] = None) -> DbtResult:
+def run_dbt(
+    pipeline: dlt.Pipeline,
+    command: str = "build",
+    extra_args: Optional[List[str]] = None,
+    output: Optional[TextIO] = None,
+) -> DbtResult:
     """Run `dbt <command>` (default `build`: models and their tests) against the pipeline's destination.
 
     dbt runs in its own process (its global state and database handles stay out of ours); its output goes to
-    our stdout. A failing model or test gives `success=False` with the nodes named (from `run_results.json`).
+    our stdout, or to `output` when given (e.g. stderr when stdout carries JSON, a buffer to stay quiet). A
+    failing model or test gives `success=False` with the nodes named (from `run_results.json`).
     """
     if importlib.util.find_spec("dbt.cli") is None:
         raise ConfigError("--dbt needs dbt: pip install 'taxi-pipeline[dbt]'")
@@ -76,7 +82,13 @@ def run_dbt(pipeline: dlt.Pipeline, command: str = "build", extra_args: Optional
         args += ["--profiles-dir", str(project), "--target", env["DBT_TARGET"], "--target-path", work]
         args += ["--log-path", work, *(extra_args or [])]
         sys.stdout.flush()
-        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL)
+        if output is None:
+            done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL)
+        else:
+            done = subprocess.run(
+                args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            output.write(done.stdout)
         results_file = Path(work) / "run_results.json"
         if not results_file.exists():
             raise LoadError(f"dbt {command} could not run (exit {done.returncode}); see its output above")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import signal
 import subprocess
@@ -344,7 +345,7 @@ def test_bad_file_fails_its_month_cleanly_and_is_retried(mirror, workdir, target
     assert len(errors) == 2 and "Traceback" not in bad.stderr, bad
     assert "2019-01" in errors[0] and "2019-02" in errors[1], bad
     if "HTML" in kind:
-        assert all("is an HTML page, not data" in line for line in errors), bad
+        assert all("is an HTML or XML page, not data" in line for line in errors), bad
     assert target.counts() == {"2019-01": 30}
 
     again = run_cli(workdir, mirror, target, *args)  # still bad: tried again, still nothing changes
@@ -398,10 +399,13 @@ def test_status_and_failures_never_show_the_password(mirror, workdir, pg, monkey
     mirror.put("/green/green_tripdata_2019-02.csv.gz", HTML)
     r = run_cli(workdir, mirror, target, "--taxi", "green", "--start", "2019-01", "--end", "2019-02", "--debug")
     assert r.returncode == 1 and "Traceback" in r.stderr, r  # finish() asserts the password is not in it
+    as_json = run_cli(workdir, mirror, target, "--taxi", "green", "--start", "2019-01", "--end", "2019-02", "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["files"][-1]["outcome"] == "failed", as_json
     env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
     shown = subprocess.run(
-        [sys.executable, "-m", "taxi_pipeline", "status", "--dest", "postgres", "--debug"],
+        [sys.executable, "-m", "taxi_pipeline", "status", "--dest", "postgres", "--debug", "--json"],
         cwd=workdir, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert shown.returncode == 0 and "green_tripdata" in shown.stdout, shown
+    assert json.loads(shown.stdout)["destination"] == "postgres"
     assert PASSWORD not in shown.stdout + shown.stderr

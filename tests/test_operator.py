@@ -150,6 +150,54 @@ def test_quiet_prints_errors_only(mirror, cli):
 def test_quiet_and_json_do_not_go_together(cli):
     r = cli("--quiet", "--json")
     assert r.code == 2 and "not allowed with" in r.err, r
+    r = cli("--json", "--kestra")
+    assert r.code == 2 and "use one of them" in r.err, r
+
+
+def test_failed_months_are_never_folded_into_a_range():
+    from taxi_pipeline.pipeline import MonthResult
+    from taxi_pipeline.summary import summary_rows
+
+    results = [
+        MonthResult("green_tripdata", "2019-01", "skipped", 5),
+        MonthResult("green_tripdata", "2019-02", "skipped", None),
+        MonthResult("green_tripdata", "2019-03", "failed", detail="a"),
+        MonthResult("green_tripdata", "2019-04", "failed", detail="b"),
+        MonthResult("green_tripdata", "2019-06", "skipped", 7),  # not consecutive with 2019-02's range
+        MonthResult("yellow_tripdata", "2019-07", "skipped", 8),  # another table
+    ]
+    rows = [(r.table, r.span, r.outcome, r.months, r.rows) for r in summary_rows(results)]
+    assert rows == [
+        ("green_tripdata", "2019-01..2019-02", "skipped", 2, None),  # one unknown count: the sum is unknown
+        ("green_tripdata", "2019-03", "failed", 1, None),
+        ("green_tripdata", "2019-04", "failed", 1, None),
+        ("green_tripdata", "2019-06", "skipped", 1, 7),
+        ("yellow_tripdata", "2019-07", "skipped", 1, 8),
+    ]
+
+
+def test_a_broken_progress_stream_never_fails_a_load(mirror, duck):
+    from taxi_pipeline import MonthProgress, run
+
+    for month in ("2019-01", "2019-02"):
+        mirror.trips("green", month, 10)
+    for bars in (False, True):
+        closed = io.StringIO()
+        closed.close()  # every write raises ValueError, as a closed pipe raises OSError
+        result = run(taxi_types="green", month="2019-0" + ("1" if not bars else "2"), base_url=mirror.url,
+                     progress=MonthProgress(closed, bars=bars, period=0))  # fmt: skip
+        assert result.ok, result
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 10, "2019-02": 10}
+
+
+def test_json_stays_one_document_when_dbt_runs(mirror, cli, duck):
+    pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+    mirror.trips("green", "2019-01", 20)
+    r = load(cli, mirror, *GREEN, "--month", "2019-01", "--dbt", "--json")
+    assert r.code == 0, r
+    doc = json.loads(r.out)
+    assert doc["dbt"] == {"success": True, "failures": []} and doc["rows_loaded"] == 20 + 265
+    assert "Completed successfully" in r.err  # dbt's own log went to stderr
 
 
 def test_kestra_gets_outputs_metrics_and_progress_on_stdout(mirror, cli, duck):
@@ -175,6 +223,15 @@ def test_kestra_gets_outputs_metrics_and_progress_on_stdout(mirror, cli, duck):
     files = {m["tags"]["outcome"]: m["value"] for m in message["metrics"] if m["name"] == "files"}
     assert files == {"loaded": 3, "not published": 1}
     assert "green_tripdata 2019-01: 30 rows read" in r.out and "rows read" not in r.err  # Kestra: stderr = WARN
+
+
+def test_kestra_gets_ok_false_when_the_run_cannot_start(mirror, cli):
+    del mirror.files["/misc/taxi_zone_lookup.csv"]  # a wrong --base-url: configuration, exit 2
+    r = load(cli, mirror, *GREEN, "--month", "2019-01", "--kestra")
+    assert r.code == 2, r
+    (marked,) = [line for line in r.out.splitlines() if line.startswith("::")]
+    outputs = json.loads(marked[2:-2])["outputs"]
+    assert outputs["ok"] is False and "taxi_zone_lookup.csv" in outputs["error"] and outputs["rows_loaded"] == 0
 
 
 # --- status --------------------------------------------------------------------------------------------------------
