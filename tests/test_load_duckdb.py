@@ -179,7 +179,7 @@ def test_parquet_layout_with_dtype_drift_across_years(mirror, cli, duck):
 
 
 def test_zone_lookup_is_loaded_once(mirror, cli, duck):
-    expected = 265 if tlc_files.REAL_ZONES.exists() else 3
+    expected = 265
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 0, r
     assert duck("select count(*), count(distinct location_id) from taxi_raw.taxi_zone_lookup") == [(expected, expected)]
@@ -259,8 +259,6 @@ def test_hosts_that_refuse_head_or_omit_its_length_still_skip_unchanged(mirror, 
 
 
 def test_zone_values_like_na_are_kept(mirror, cli, duck):
-    if not tlc_files.REAL_ZONES.exists():
-        pytest.skip("needs shared/data/taxi_zone_lookup.csv beside the repository")
     assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     assert duck("select location_id, zone, service_zone from taxi_raw.taxi_zone_lookup where location_id >= 264") == [
         (264, "NV", "N/A"),

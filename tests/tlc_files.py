@@ -147,14 +147,22 @@ def trip_parquet(taxi: str, month: str, n: int, year_style: int = 2019, seed: in
 
 
 def zones_csv(path: Optional[Path] = None) -> bytes:
-    """The real 265-row zone lookup from shared/data, or a 3-row stand-in when it is not beside the repo."""
+    """The real 265-row zone lookup from shared/data, or a 265-row stand-in of the same shape without it.
+
+    The stand-in keeps every location id of the real file (1–265; 264/265 "Unknown" with zones `NV`/`NA`), so
+    trip rows join the same way and the dbt numbers do not depend on where the clone is.
+    """
     path = path or REAL_ZONES
     if path.exists():
         return path.read_bytes()
-    return (
-        b'"LocationID","Borough","Zone","service_zone"\n1,"EWR","Newark Airport","EWR"\n'
-        b'2,"Queens","Jamaica Bay","Boro Zone"\n264,"Unknown","NV","N/A"\n'
-    )
+    rows = ['"LocationID","Borough","Zone","service_zone"', '1,"EWR","Newark Airport","EWR"']
+    boroughs = ["Queens", "Bronx", "Manhattan", "Staten Island", "Brooklyn"]
+    for i in range(2, 264):
+        borough = boroughs[i % len(boroughs)]
+        service = "Yellow Zone" if borough == "Manhattan" else "Boro Zone"
+        rows.append(f'{i},"{borough}","{borough} zone {i}","{service}"')
+    rows += ['264,"Unknown","NV","N/A"', '265,"Unknown","NA","N/A"']  # text "NA"/"N/A" that must stay text
+    return ("\n".join(rows) + "\n").encode()
 
 
 def fhvhv_parquet(month: str, n: int) -> bytes:
