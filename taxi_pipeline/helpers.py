@@ -12,11 +12,10 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import dlt
 from dlt.sources.helpers.requests import Client
 
-from taxi_pipeline import progress
 from taxi_pipeline.copy_files import write_copy_csv
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.months import Month, months_from
-from taxi_pipeline.progress import DOWNLOADED, ROWS
+from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, report
 from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
@@ -116,9 +115,9 @@ def read_remote(
     with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
         path = os.path.join(tmp, name)
         label = file_label(schema.table, source_month)
-        progress.report(DOWNLOADED, label, 0)  # the clock starts at the request, not the first byte
-        fingerprint = download(client, url, path, lambda n, size: progress.report(DOWNLOADED, label, n, size))
-        progress.report(DOWNLOADED, label, 0, message=progress.DONE)
+        report(DOWNLOADED, label, 0)  # the clock starts at the request, not the first byte
+        fingerprint = download(client, url, path, lambda n, size: report(DOWNLOADED, label, n, size))
+        report(DOWNLOADED, label, 0, message=DONE)
         if fingerprint is None:
             raise DownloadError(f"{url} is not published (HTTP 404)")
         reader = read_parquet if name.endswith(".parquet") else read_csv_gz
@@ -142,5 +141,5 @@ def read_remote(
 def _counted(batches: Iterator[Any], label: str) -> Iterator[Any]:
     """`batches` as they are, each one's rows reported to the run's progress."""
     for batch in batches:
-        progress.report(ROWS, label, batch.num_rows)
+        report(ROWS, label, batch.num_rows)
         yield batch

@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.errors import ConfigError
+from taxi_pipeline.months import Month, month_range
 from taxi_pipeline.pipeline import make_pipeline, month_counts
 from taxi_pipeline.schemas import TRIP_SCHEMAS
 
@@ -78,12 +79,12 @@ def render(data: ReportData, out: str, title: str) -> Any:
     series: List[tuple] = [(axes[0], data.trips, "trips per month (rows loaded, by file month)", "trips")]
     if data.revenue:
         series.append((axes[1], data.revenue, "revenue per month (dbt mart, total_amount by pickup month)", "USD"))
-    months = sorted({m for by_month in data.trips.values() for m in by_month})
-    span = (int(months[-1][:4]) - int(months[0][:4])) * 12 + int(months[-1][5:7]) - int(months[0][5:7]) + 1
+    loaded = sorted({Month.parse(m) for by_month in data.trips.values() for m in by_month})
+    span = len(month_range(loaded[0], loaded[-1]))
     for ax, values, subtitle, unit in series:
         for name, by_month in values.items():
-            months = [dt.date(int(m[:4]), int(m[5:7]), 1) for m in by_month]
-            ax.plot(months, list(by_month.values()), marker="o", markersize=3, label=name)
+            days = [dt.date(m.year, m.month, 1) for m in map(Month.parse, by_month)]
+            ax.plot(days, list(by_month.values()), marker="o", markersize=3, label=name)
         locator = MonthLocator(interval=max(1, span // 12))  # ticks on months only, about a dozen over the range
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from taxi_pipeline.errors import redact
+from taxi_pipeline.helpers import NOT_AVAILABLE, NOT_PUBLISHED
 from taxi_pipeline.months import Month
-from taxi_pipeline.pipeline import FAILED, LOADED, REPLACED, MonthResult, RunResult
+from taxi_pipeline.pipeline import FAILED, LOADED, REPLACED, SKIPPED, MonthResult, RunResult
 from taxi_pipeline.schemas import file_label
 
-OUTCOME_ORDER = (LOADED, REPLACED, "skipped", "not published", "not available", FAILED)
+OUTCOME_ORDER = (LOADED, REPLACED, SKIPPED, NOT_PUBLISHED, NOT_AVAILABLE, FAILED)
 """Outcomes in the order totals are shown."""
 
 
