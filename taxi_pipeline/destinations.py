@@ -10,7 +10,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
-from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_MEMORY_LIMIT
+from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -37,18 +37,19 @@ def make_destination(name: str) -> Destination:
 
 
 def _bounded_duckdb(dest: Destination) -> Destination:
-    """DuckDB with a `memory_limit` (DUCKDB_MEMORY_LIMIT) unless its credentials' `global_config` sets one.
+    """DuckDB with our load settings (`DUCKDB_LOAD_SETTINGS`) where its credentials' `global_config` is silent.
 
-    DuckDB keeps the blocks it writes cached up to 80 % of RAM, so a run's memory would grow with the month.
+    Without them DuckDB keeps the blocks it writes cached up to 80 % of RAM, so a run's memory would grow with
+    the month, and it inserts a month in file order, on one thread for the final write.
     """
     try:
         credentials = dest.configuration(dest.spec(), accept_partial=True).credentials
     except Exception:  # unreadable config surfaces later, with the setting named, at first contact
         return dest
     settings = dict(getattr(credentials, "global_config", None) or {})
-    if credentials is None or "memory_limit" in settings:
+    if credentials is None or DUCKDB_LOAD_SETTINGS.keys() <= settings.keys():
         return dest
-    credentials.global_config = {**settings, "memory_limit": DUCKDB_MEMORY_LIMIT}
+    credentials.global_config = {**DUCKDB_LOAD_SETTINGS, **settings}
     return dlt.destinations.duckdb(credentials=credentials)
 
 

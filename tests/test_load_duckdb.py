@@ -415,14 +415,18 @@ def test_new_months_are_appended_and_only_replacements_use_staging(mirror, cli, 
     assert month_counts(duck, "green_tripdata") == {"2019-01": 11}
 
 
-def test_duckdb_memory_is_bounded_unless_configured(workdir, monkeypatch):
-    """DuckDB would cache a whole month's blocks (up to 80 % of RAM); loads run under a memory_limit."""
+def test_duckdb_loads_bounded_and_unordered_unless_configured(workdir, monkeypatch):
+    """DuckDB would cache a whole month's blocks (up to 80 % of RAM) and insert it in file order on one thread;
+    loads run under a memory_limit without insertion order, each setting overridable in global_config."""
     from taxi_pipeline.pipeline import make_pipeline
 
-    def limit() -> str:
+    def settings() -> tuple:
         with make_pipeline("duckdb").sql_client() as client:
-            return client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
+            sql = "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')"
+            return tuple(client.execute_sql(sql)[0])
 
-    assert limit() == "366.2 MiB"  # 384MB
+    assert settings() == ("366.2 MiB", False)  # 384MB
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "1GB"}')
-    assert limit() == "953.6 MiB"
+    assert settings() == ("953.6 MiB", False)
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"preserve_insertion_order": true}')
+    assert settings() == ("366.2 MiB", True)
