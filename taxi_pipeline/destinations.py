@@ -94,10 +94,19 @@ def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
         client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
 
 
+def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
+    """The load file the source writes itself for a destination (see `load_files`).
+
+    `csv` that Postgres COPYs, `parquet` that DuckDB inserts; None (Snowflake) leaves Arrow tables to dlt's own
+    parquet writer.
+    """
+    return {"postgres": "csv", "duckdb": "parquet"}.get(destination_kind(pipeline))
+
+
 def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     """The file format dlt loads for a destination: `csv` (COPY) for Postgres, dlt's choice (parquet) elsewhere.
 
-    For Postgres the source writes those csv files itself (see `copy_files`).
+    For Postgres the source writes those csv files itself (see `load_files`).
     """
     return "csv" if destination_kind(pipeline) == "postgres" else None
 

@@ -6,14 +6,17 @@ import contextlib
 import datetime as dt
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import dlt
+import pyarrow as pa
+from dlt.common.runtime.collector import Collector
 from dlt.sources.helpers.requests import Client
 
-from taxi_pipeline.copy_files import write_copy_csv
 from taxi_pipeline.errors import DownloadError
+from taxi_pipeline.load_files import write_load_file
 from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, report
 from taxi_pipeline.readers import read_csv_gz, read_parquet
@@ -95,6 +98,59 @@ def plan_months(
             return
 
 
+@dataclass
+class FetchedFile:
+    """A downloaded file in a local folder, and the load file written from it when one was asked for."""
+
+    path: str
+    fingerprint: Fingerprint
+    load_path: Optional[str] = None
+    rows: int = 0
+    columns: Optional[pa.Schema] = None
+
+
+def fetch(
+    client: Client,
+    url: str,
+    name: str,
+    schema: TableSchema,
+    source_month: Optional[str],
+    folder: str,
+    load_file: Optional[str] = None,
+    stop: Optional[threading.Event] = None,
+    collector: Optional[Collector] = None,
+) -> FetchedFile:
+    """Download a file into `folder` and, with `load_file` (`csv`, `parquet`), write its load file there.
+
+    The file is parsed a few batches ahead on a background thread while the load file is written. `stop`, when
+    set, ends the work early with `Cancelled`; progress goes to `collector` (default: the running pipeline's).
+    Raises DownloadError / FileFormatError for a file that cannot be had or read.
+    """
+    path = os.path.join(folder, name)
+    label = file_label(schema.table, source_month)
+
+    def downloaded(n: int, size: Optional[int]) -> None:
+        if stop is not None and stop.is_set():
+            raise Cancelled(url)
+        report(DOWNLOADED, label, n, size, collector=collector)
+
+    report(DOWNLOADED, label, 0, collector=collector)  # the clock starts at the request, not the first byte
+    fingerprint = download(client, url, path, downloaded)
+    report(DOWNLOADED, label, 0, message=DONE, collector=collector)
+    if fingerprint is None:
+        raise DownloadError(f"{url} is not published (HTTP 404)")
+    fetched = FetchedFile(path, fingerprint)
+    if load_file:
+        with _batches(fetched, schema, name, source_month, label, stop, collector) as batches:
+            fetched.load_path = os.path.join(folder, f"load.{load_file}")
+            fetched.rows, fetched.columns = write_load_file(batches, fetched.load_path, load_file)
+    return fetched
+
+
+class Cancelled(Exception):
+    """A prefetch stopped before its file was ready (the run ended first)."""
+
+
 def read_remote(
     client: Client,
     url: str,
@@ -102,44 +158,64 @@ def read_remote(
     schema: TableSchema,
     source_month: Optional[str],
     record: Dict[str, Any],
-    copy_file: bool = False,
+    load_file: Optional[str] = None,
+    fetched: Optional[FetchedFile] = None,
 ) -> Iterator[Any]:
     """Download a file to a temporary folder and stream it as typed Arrow tables.
 
     The file is parsed a few batches ahead on a background thread while dlt writes the current table. With
-    `copy_file` the batches are written to one CSV file for Postgres `COPY` instead, imported into dlt's load
-    package as it is (see `copy_files`). When everything has been yielded, `record` receives the state entry of
-    the file: its fingerprint (from the GET itself), row count, name and load time. A failure raises before
-    that, so state never runs ahead of data.
+    `load_file` (`csv` for Postgres `COPY`, `parquet` for DuckDB) the batches are written to one file of that
+    format instead, imported into dlt's load package as it is (see `load_files`). `fetched`: the file already
+    fetched (and its load file written) ahead of time, see `prefetch`. When everything has been yielded,
+    `record` receives the state entry of the file: its fingerprint (from the GET itself), row count, name and
+    load time. A failure raises before that, so state never runs ahead of data.
     """
     with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
-        path = os.path.join(tmp, name)
-        label = file_label(schema.table, source_month)
-        report(DOWNLOADED, label, 0)  # the clock starts at the request, not the first byte
-        fingerprint = download(client, url, path, lambda n, size: report(DOWNLOADED, label, n, size))
-        report(DOWNLOADED, label, 0, message=DONE)
-        if fingerprint is None:
-            raise DownloadError(f"{url} is not published (HTTP 404)")
-        reader = read_parquet if name.endswith(".parquet") else read_csv_gz
-        # closed on any exit, so the reader thread has stopped before the folder is removed
-        with contextlib.closing(read_ahead(reader(path, schema, name, source_month), READ_AHEAD_BATCHES)) as ahead:
-            batches = _counted(ahead, label)
-            if copy_file:
-                csv_path = os.path.join(tmp, "copy.csv")
-                rows, columns = write_copy_csv(batches, csv_path)
-                if rows:  # dlt hard-links (or copies) the file into the load package before this generator resumes
-                    yield dlt.mark.with_file_import(csv_path, "csv", rows, hints=columns.empty_table())
-            else:
-                rows = 0
+        if fetched is None:
+            fetched = fetch(client, url, name, schema, source_month, tmp, load_file)
+        if load_file and fetched.load_path:
+            rows = fetched.rows
+            if rows:  # dlt hard-links (or copies) the file into the load package before this generator resumes
+                hints = fetched.columns.empty_table() if fetched.columns is not None else None
+                yield dlt.mark.with_file_import(fetched.load_path, load_file, rows, hints=hints)
+        else:
+            rows = 0
+            label = file_label(schema.table, source_month)
+            with _batches(fetched, schema, name, source_month, label) as batches:
                 for table in coalesce(batches, ROWS_PER_ITEM):
                     rows += table.num_rows
                     yield table
-    record.update(fingerprint.as_dict())
+    record.update(fetched.fingerprint.as_dict())
     record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _counted(batches: Iterator[Any], label: str) -> Iterator[Any]:
-    """`batches` as they are, each one's rows reported to the run's progress."""
+@contextlib.contextmanager
+def _batches(
+    fetched: FetchedFile,
+    schema: TableSchema,
+    name: str,
+    source_month: Optional[str],
+    label: str,
+    stop: Optional[threading.Event] = None,
+    collector: Optional[Collector] = None,
+) -> Iterator[Iterator[pa.RecordBatch]]:
+    """The downloaded file's batches, parsed ahead on a thread that has stopped when the block exits."""
+    reader = read_parquet if name.endswith(".parquet") else read_csv_gz
+    # closed on any exit, so the reader thread has stopped before the folder is removed
+    with contextlib.closing(read_ahead(reader(fetched.path, schema, name, source_month), READ_AHEAD_BATCHES)) as ahead:
+        yield _counted(ahead, label, stop, collector)
+
+
+def _counted(
+    batches: Iterator[Any], label: str, stop: Optional[threading.Event] = None, collector: Optional[Collector] = None
+) -> Iterator[Any]:
+    """`batches` as they are, their rows and the end of reading reported; `Cancelled` once `stop` is set.
+
+    Progress goes to `collector`, by default the running pipeline's.
+    """
     for batch in batches:
-        report(ROWS, label, batch.num_rows)
+        if stop is not None and stop.is_set():
+            raise Cancelled(label)
+        report(ROWS, label, batch.num_rows, collector=collector)
         yield batch
+    report(ROWS, label, 0, message=DONE, collector=collector)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import dlt
 from dlt.common import logger
@@ -29,14 +30,26 @@ from taxi_pipeline.destinations import (
     check_destination,
     destination_error,
     destination_location,
+    import_file_format,
     index_month_column,
     loader_file_format,
     make_destination,
 )
 from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
-from taxi_pipeline.helpers import LOAD, NOT_AVAILABLE, NOT_PUBLISHED, REPLACE, SKIP, UNREACHABLE, decide, plan_months
+from taxi_pipeline.helpers import (
+    LOAD,
+    NOT_AVAILABLE,
+    NOT_PUBLISHED,
+    REPLACE,
+    SKIP,
+    UNREACHABLE,
+    MonthPlan,
+    decide,
+    plan_months,
+)
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
+from taxi_pipeline.prefetch import Prefetcher
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -200,33 +213,68 @@ def _run_locked(
 
     client = http_client()
     _load_zones(pipeline, client, root, fmt, report)
+    load_file = import_file_format(pipeline)
     for taxi in taxis:
-        table = trip_schema(taxi).table
-        counts = month_counts(pipeline, table, [str(m) for m in months] if months is not None else None)
-        loaded = _verified_months(pipeline, table, counts)
-        for plan in plan_months(client, root, taxi, fmt, months, first, loaded, today=today):
-            if plan.action == UNREACHABLE:
-                report(MonthResult(table, plan.month, FAILED, detail=f"{table} {plan.month}: {plan.detail}"))
-            elif plan.action in (LOAD, REPLACE):
-                lock.check()
-                source = taxi_source(
-                    taxi_types=[taxi],
-                    months=[plan.month],
-                    file_format=fmt,
-                    base_url=root,
-                    zones=False,
-                    force=True,
-                    copy_files=_copy_files(pipeline),
-                )
-                if not counts.get(plan.month):
-                    # nothing of this month in the destination: one COPY/INSERT into the table is already atomic,
-                    # so skip the staging table and delete-insert that a replacement needs (about half the load)
-                    source.resources[table].apply_hints(write_disposition="append")
-                report(_load(pipeline, source, table, plan.month, _OUTCOME[plan.action]))
-            else:
-                rows = _rows(loaded, plan.month)
-                report(MonthResult(table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
+        schema = trip_schema(taxi)
+        counts = month_counts(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
+        loaded = _verified_months(pipeline, schema.table, counts)
+        plans = plan_months(client, root, taxi, fmt, months, first, loaded, today=today)
+        with Prefetcher(schema, load_file) as ahead:  # the next month to load, fetched while this one loads
+            for plan, following in _with_next_load(plans):
+                if plan.action == UNREACHABLE:
+                    detail = f"{schema.table} {plan.month}: {plan.detail}"
+                    report(MonthResult(schema.table, plan.month, FAILED, detail=detail))
+                elif plan.action in (LOAD, REPLACE):
+                    lock.check()
+                    with contextlib.ExitStack() as stack:
+                        current = ahead.take(plan)
+                        if current is not None:
+                            stack.enter_context(current)
+                        source = taxi_source(
+                            taxi_types=[taxi],
+                            months=[plan.month],
+                            file_format=fmt,
+                            base_url=root,
+                            zones=False,
+                            force=True,
+                            load_files=load_file,
+                            prefetched=current,
+                        )
+                        if not counts.get(plan.month):
+                            # nothing of this month in the destination: one COPY/INSERT into the table is already
+                            # atomic, so skip the staging table and delete-insert a replacement needs (half the load)
+                            source.resources[schema.table].apply_hints(write_disposition="append")
+                        outcome = _OUTCOME[plan.action]
+                        after_extract = functools.partial(ahead.start, following)
+                        report(_load(pipeline, source, schema.table, plan.month, outcome, after_extract))
+                else:
+                    rows = _rows(loaded, plan.month)
+                    report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
     return result
+
+
+def _with_next_load(plans: Iterable[MonthPlan]) -> Iterator[Tuple[MonthPlan, Optional[MonthPlan]]]:
+    """Each plan, in order, with the next plan that loads a file after it (None for plans that load nothing).
+
+    Reads the plans (their HEAD requests) only as far ahead as the next month to load.
+    """
+    current: Optional[MonthPlan] = None
+    between: List[MonthPlan] = []
+    for plan in plans:
+        if plan.action not in (LOAD, REPLACE):
+            if current is None:
+                yield plan, None
+            else:
+                between.append(plan)
+            continue
+        if current is not None:
+            yield current, plan
+            yield from ((p, None) for p in between)
+            between = []
+        current = plan
+    if current is not None:
+        yield current, None
+        yield from ((p, None) for p in between)
 
 
 def _load_zones(
@@ -248,17 +296,31 @@ def _load_zones(
         report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
         return
     source = taxi_source(
-        taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, copy_files=_copy_files(pipeline)
+        taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, load_files=import_file_format(pipeline)
     )
     report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, _OUTCOME[action]))
 
 
-def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str], outcome: str) -> MonthResult:
-    """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised."""
+def _load(
+    pipeline: dlt.Pipeline,
+    source: Any,
+    table: str,
+    month: Optional[str],
+    outcome: str,
+    after_extract: Optional[Callable[[], None]] = None,
+) -> MonthResult:
+    """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised.
+
+    `after_extract` is called once the file is in the load package, before it is loaded.
+    """
     label = file_label(table, month)
     started = time.monotonic()
     try:
-        pipeline.run(source, loader_file_format=loader_file_format(pipeline))
+        pipeline.extract(source, loader_file_format=loader_file_format(pipeline))
+        if after_extract:
+            after_extract()
+        pipeline.normalize()
+        pipeline.load()
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
@@ -281,11 +343,6 @@ def _load(pipeline: dlt.Pipeline, source: Any, table: str, month: Optional[str],
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, seconds, detail)
     return MonthResult(table, month, outcome, rows, seconds)
-
-
-def _copy_files(pipeline: dlt.Pipeline) -> bool:
-    """Postgres loads CSV files written by us straight into COPY (no parquet hop, no normalize rewrite)."""
-    return loader_file_format(pipeline) == "csv"
 
 
 @contextlib.contextmanager

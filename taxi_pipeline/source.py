@@ -15,6 +15,7 @@ from dlt.extract.resource import DltResource
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.helpers import LOAD, REPLACE, SKIP, UNREACHABLE, decide, plan_months, read_remote
 from taxi_pipeline.months import Month
+from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES
@@ -34,7 +35,8 @@ def taxi_source(
     base_url: Optional[str] = None,
     zones: bool = True,
     force: bool = False,
-    copy_files: bool = False,
+    load_files: Optional[str] = None,
+    prefetched: Optional[Prefetch] = None,
 ) -> List[DltResource]:
     """NYC TLC trip records, one resource per taxi type (`yellow_tripdata`, …) and `taxi_zone_lookup`.
 
@@ -46,8 +48,11 @@ def taxi_source(
         base_url: root URL of the layout; defaults to the format's public root. `sources.taxi.base_url`.
         zones: include the `taxi_zone_lookup` resource.
         force: load the given months even when state says they are loaded and unchanged.
-        copy_files: yield each file as one CSV file ready for Postgres `COPY` (imported into the load package as
-            it is) instead of Arrow tables; use with `loader_file_format="csv"`.
+        load_files: yield each file as one load file of this format (`csv` ready for Postgres `COPY`, with
+            `loader_file_format="csv"`; `parquet` for DuckDB), imported into the load package as it is, instead
+            of Arrow tables (None).
+        prefetched: a month of the (first) taxi type already being fetched with the same `load_files`, used
+            instead of downloading it again (see `prefetch`).
 
     Trip rows are merged with delete-insert on `source_month`, so a month is replaced whole.
     """
@@ -55,11 +60,11 @@ def taxi_source(
     explicit = [Month.parse(m) for m in months] if months is not None else None
     start = Month.parse(start_month)
     resources = [
-        trip_resource(taxi, root, file_format, explicit, start, force, copy_files)
+        trip_resource(taxi, root, file_format, explicit, start, force, load_files, prefetched)
         for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
     ]
     if zones:
-        resources.append(zone_lookup(root, force, copy_files))
+        resources.append(zone_lookup(root, force, load_files))
     return resources
 
 
@@ -70,7 +75,8 @@ def trip_resource(
     months: Optional[List[Month]],
     start: Month,
     force: bool = False,
-    copy_files: bool = False,
+    load_files: Optional[str] = None,
+    prefetched: Optional[Prefetch] = None,
 ) -> DltResource:
     """The raw trip table of one taxi type, as Arrow batches with `source_month` and `source_file` lineage."""
     schema = trip_schema(taxi)
@@ -89,13 +95,14 @@ def trip_resource(
                 raise DownloadError(plan.detail)
             if plan.action in (LOAD, REPLACE):
                 record: Dict[str, Any] = {}
-                yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record, copy_files)
+                ready = prefetched.result() if prefetched and prefetched.plan.url == plan.url else None
+                yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record, load_files, ready)
                 loaded[plan.month] = record
 
     return trips
 
 
-def zone_lookup(root: str, force: bool = False, copy_files: bool = False) -> DltResource:
+def zone_lookup(root: str, force: bool = False, load_files: Optional[str] = None) -> DltResource:
     """The taxi zone lookup (265 zones), replaced whenever the published file changes."""
 
     @dlt.resource(name=ZONES.table, write_disposition="replace", columns=ZONES.dlt_columns())
@@ -106,7 +113,7 @@ def zone_lookup(root: str, force: bool = False, copy_files: bool = False) -> Dlt
         if not force and decide(probe(client, url), state.get(ZONES_KEY)) == SKIP:
             return
         record: Dict[str, Any] = {}
-        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record, copy_files)
+        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record, load_files)
         state[ZONES_KEY] = record
 
     return zones

@@ -129,7 +129,8 @@ def assert_exact_and_settled(workdir: Path, mirror, target: Target, expected: Di
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 
 # The zone lookup is the first dlt run of a fresh backfill, so the 3rd run is February's: January is loaded,
-# February is somewhere in flight, March not started. Reconciliation is for trip months only: 2nd is February.
+# February is somewhere in flight, March not loaded (from normalize on, it may be downloading: it is fetched
+# while February loads). Reconciliation is for trip months only: 2nd is February.
 FEBRUARY_CALL = {"reconcile": 2}
 
 
@@ -143,7 +144,9 @@ def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, 
     proc.send_signal(signal.SIGKILL)
     killed = finish(proc)
     assert killed.returncode == -signal.SIGKILL
-    assert mirror.gets("2019-03") == 0
+    assert "2019-03" not in target.counts()
+    if point == "extract":
+        assert mirror.gets("2019-03") == 0  # fetched ahead only once February is extracted
 
     rerun = run_cli(workdir, mirror, target, *BACKFILL)
     assert rerun.returncode == 0, rerun
@@ -154,7 +157,15 @@ def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     publish_backfill(mirror)
     mirror.delay[FEB] = 30
     proc = spawn(workdir, mirror, target, *BACKFILL)
-    wait_for(lambda: mirror.gets("2019-02") or proc.poll() is not None, "February's download")
+
+    def january_loaded() -> bool:
+        try:
+            return target.counts() == {"2019-01": 30}
+        except Exception:  # DuckDB: the run holds the file while it loads
+            return False
+
+    # February is fetched while January loads: kill once January is in and February still downloads
+    wait_for(lambda: (mirror.gets("2019-02") and january_loaded()) or proc.poll() is not None, "February's download")
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     assert target.counts() == {"2019-01": 30}

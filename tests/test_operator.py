@@ -10,7 +10,7 @@ from typing import Dict, List
 
 import pytest
 
-from taxi_pipeline.progress import DOWNLOADED, ROWS, MonthProgress
+from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, MonthProgress
 from tests.conftest import month_counts
 
 GREEN = ["--taxi", "green"]
@@ -81,6 +81,7 @@ def test_plain_progress_reports_a_long_file_while_it_runs():
         progress.update(DOWNLOADED, 1536, 2048, label="yellow_tripdata 2019-01")
         progress.update(ROWS, 1_000_000, label="yellow_tripdata 2019-01")
         progress.update(ROWS, 500_000, label="yellow_tripdata 2019-01")
+        progress.update(ROWS, 0, message=DONE, label="yellow_tripdata 2019-01")
     lines = out.getvalue().splitlines()
     assert lines[0] == "yellow_tripdata 2019-01: 512 B downloaded so far (25% of 2.0 KiB)"
     assert lines[1] == "yellow_tripdata 2019-01: 2.0 KiB downloaded so far (100% of 2.0 KiB)"

@@ -8,7 +8,7 @@ import threading
 import pyarrow as pa
 import pytest
 
-from taxi_pipeline.copy_files import write_copy_csv
+from taxi_pipeline.load_files import write_copy_csv, write_parquet
 from taxi_pipeline.streams import coalesce, read_ahead
 
 
@@ -87,3 +87,41 @@ def test_copy_csv_of_no_rows_is_a_header_less_empty_file(tmp_path):
     path = tmp_path / "copy.csv"
     rows, schema = write_copy_csv([], str(path))
     assert (rows, len(schema), path.read_bytes()) == (0, 0, b"")
+
+
+def test_parquet_load_file_has_dlt_names_dictionary_text_only_and_row_groups(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import taxi_pipeline.load_files as load_files
+
+    monkeypatch.setattr(load_files, "ROWS_PER_ITEM", 3)
+    schema = pa.schema([("VendorID", pa.int64()), ("Store Flag", pa.string()), ("fare", pa.float64())])
+    batches = [
+        pa.record_batch({"VendorID": [1, 2], "Store Flag": ["N", None], "fare": [1.5, 2.0]}, schema=schema),
+        pa.RecordBatch.from_pylist([], schema=schema),
+        pa.record_batch({"VendorID": [3, 4], "Store Flag": ["Y", "N"], "fare": [3.0, None]}, schema=schema),
+        pa.record_batch({"VendorID": [5], "Store Flag": ["N"], "fare": [4.25]}, schema=schema),
+    ]
+    path = tmp_path / "load.parquet"
+    rows, schema = write_parquet(batches, str(path))
+    assert rows == 5
+    assert schema.names == ["vendor_id", "store_flag", "fare"]
+    parquet = pq.ParquetFile(path)
+    assert parquet.read().to_pydict() == {
+        "vendor_id": [1, 2, 3, 4, 5],
+        "store_flag": ["N", None, "Y", "N", "N"],
+        "fare": [1.5, 2.0, 3.0, None, 4.25],
+    }
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [4, 1]
+    encodings = {
+        parquet.metadata.schema.column(i).name: parquet.metadata.row_group(0).column(i).encodings for i in range(3)
+    }
+    assert "RLE_DICTIONARY" in encodings["store_flag"]
+    assert "RLE_DICTIONARY" not in encodings["fare"] and "RLE_DICTIONARY" not in encodings["vendor_id"]
+    assert parquet.metadata.row_group(0).column(0).compression == "UNCOMPRESSED"
+
+
+def test_parquet_load_file_of_no_rows_is_not_written(tmp_path):
+    path = tmp_path / "load.parquet"
+    assert write_parquet([], str(path)) == (0, pa.schema([]))
+    assert not path.exists()

@@ -1,0 +1,108 @@
+"""The next month, fetched while the current one loads.
+
+A month's load step waits on the destination (Postgres parses the COPY stream, DuckDB inserts the parquet), so
+the next month's download and the writing of its load file run meanwhile on a background thread. The month's
+own extract then only imports the file that is ready.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from typing import Optional
+
+from taxi_pipeline.helpers import FetchedFile, MonthPlan, fetch
+from taxi_pipeline.progress import current_collector
+from taxi_pipeline.remote import http_client
+from taxi_pipeline.schemas import TableSchema
+
+
+class Prefetch:
+    """One month's file fetched (and its load file written) on a background thread, into its own folder.
+
+    `result()` waits for it (raising what the fetch raised); `close()` stops it if it still runs and removes
+    its folder. Use it as a context manager, or call `close()`, in every case.
+    """
+
+    def __init__(self, plan: MonthPlan, schema: TableSchema, load_file: Optional[str]) -> None:
+        self.plan = plan
+        self._folder = tempfile.mkdtemp(prefix="taxi_pipeline_")
+        self._stop = threading.Event()
+        self._fetched: Optional[FetchedFile] = None
+        self._error: Optional[BaseException] = None
+        collector = current_collector()  # the pipeline is the running one on this thread, not on the fetch's
+
+        def run() -> None:
+            try:
+                self._fetched = fetch(
+                    http_client(),
+                    plan.url,
+                    plan.file_name,
+                    schema,
+                    plan.month,
+                    self._folder,
+                    load_file,
+                    self._stop,
+                    collector,
+                )
+            except BaseException as exc:  # raised in the consumer by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"taxi-prefetch-{plan.month}", daemon=True)
+        self._thread.start()
+
+    def result(self) -> FetchedFile:
+        """The fetched file, once ready; raises the fetch's error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._fetched is not None
+        return self._fetched
+
+    def close(self) -> None:
+        """Stop the fetch if it still runs, wait for its thread, remove its folder."""
+        self._stop.set()
+        self._thread.join()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Prefetcher:
+    """At most one month of one taxi type fetched ahead: started by `start`, claimed by `take`."""
+
+    def __init__(self, schema: TableSchema, load_file: Optional[str]) -> None:
+        self.schema, self.load_file = schema, load_file
+        self._pending: Optional[Prefetch] = None
+
+    def start(self, plan: Optional[MonthPlan]) -> None:
+        """Fetch `plan`'s file in the background (nothing for None); any earlier one not taken is stopped."""
+        self.close()
+        if plan is not None:
+            self._pending = Prefetch(plan, self.schema, self.load_file)
+
+    def take(self, plan: MonthPlan) -> Optional[Prefetch]:
+        """The prefetch of `plan` if it is the one running (the caller closes it); any other is stopped."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.plan == plan:
+            return pending
+        if pending is not None:
+            pending.close()
+        return None
+
+    def close(self) -> None:
+        """Stop and remove the month fetched ahead, if any."""
+        if self._pending is not None:
+            self._pending.close()
+            self._pending = None
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,134 @@
+"""The next month is downloaded (and its load file written) while the current month loads."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+from dlt.pipeline.pipeline import Pipeline
+
+from taxi_pipeline.errors import FileFormatError
+from taxi_pipeline.helpers import LOAD, NOT_PUBLISHED, SKIP, Cancelled, MonthPlan
+from taxi_pipeline.pipeline import FAILED, LOADED, _with_next_load, run
+from taxi_pipeline.prefetch import Prefetch
+from taxi_pipeline.schemas import trip_schema
+
+MONTHS = ("2019-01", "2019-02", "2019-03")
+
+
+@pytest.fixture
+def own_tmp(tmp_path, monkeypatch) -> Path:
+    """A private TMPDIR, so the test sees every temporary folder a run leaves behind."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return folder
+
+
+def _gets_seen_while_loading(monkeypatch, mirror) -> List[Dict[str, int]]:
+    """Make each load wait (≤ 10 s) for the GET of the month after the one loading; record the GETs it saw."""
+    seen: List[Dict[str, int]] = []
+    original = Pipeline.load
+
+    def load(self, *args, **kwargs):
+        # load 0 is the zone lookup, load k is MONTHS[k - 1]: wait for MONTHS[k]
+        following = MONTHS[len(seen)] if 1 <= len(seen) < len(MONTHS) else None
+        deadline = time.monotonic() + 10
+        while following and not mirror.gets(f"green_tripdata_{following}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append({m: mirror.gets(f"green_tripdata_{m}") for m in MONTHS})
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "load", load)
+    return seen
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
+def test_next_month_is_downloaded_while_the_current_one_loads(request, destination, mirror, monkeypatch):
+    if destination == "postgres":
+        request.getfixturevalue("pg")
+    own_tmp = request.getfixturevalue("own_tmp")  # after the server has its own folder
+    for month in MONTHS:
+        mirror.trips("green", month, 20 + int(month[-1]))
+    seen = _gets_seen_while_loading(monkeypatch, mirror)
+
+    result = run(destination, "green", start=MONTHS[0], end=MONTHS[-1], base_url=mirror.url)
+
+    assert [(r.month, r.outcome, r.rows) for r in result.results[1:]] == [(m, LOADED, 20 + int(m[-1])) for m in MONTHS]
+    # while January loaded, February had been fetched; while February loaded, March; March loaded alone
+    assert seen[1] == {"2019-01": 1, "2019-02": 1, "2019-03": 0}
+    assert seen[2] == {"2019-01": 1, "2019-02": 1, "2019-03": 1}
+    assert {m: mirror.gets(f"green_tripdata_{m}") for m in MONTHS} == dict.fromkeys(MONTHS, 1)  # fetched once
+    assert list(own_tmp.iterdir()) == []  # every downloaded file and load file removed
+
+
+def test_a_bad_month_fetched_ahead_fails_alone_with_its_error(mirror, monkeypatch, own_tmp):
+    for month in MONTHS:
+        mirror.trips("green", month, 10)
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", b"<!doctype html><html>rate limited</html>")
+    seen = _gets_seen_while_loading(monkeypatch, mirror)
+
+    result = run("duckdb", "green", start=MONTHS[0], end=MONTHS[-1], base_url=mirror.url)
+
+    outcomes = [(r.month, r.outcome) for r in result.results[1:]]
+    assert outcomes == [("2019-01", LOADED), ("2019-02", FAILED), ("2019-03", LOADED)]
+    assert seen[1]["2019-02"] == 1  # it was the prefetched one
+    assert "green_tripdata_2019-02.csv.gz" in result.failures[0].detail and "HTML" in result.failures[0].detail
+    assert list(own_tmp.iterdir()) == []
+
+
+def test_closing_a_prefetch_stops_it_and_removes_its_folder(mirror, own_tmp):
+    mirror.trips("green", "2019-01", 10)
+    path = "/green/green_tripdata_2019-01.csv.gz"
+    mirror.delay[path] = 0.5
+    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+
+    prefetch = Prefetch(plan, trip_schema("green"), "parquet")
+    assert len(list(own_tmp.iterdir())) == 1
+    prefetch.close()  # before the server has answered
+
+    assert list(own_tmp.iterdir()) == []
+    with pytest.raises(Cancelled):
+        prefetch.result()
+
+
+def test_a_finished_prefetch_holds_the_load_file_until_closed(mirror, own_tmp):
+    mirror.trips("green", "2019-01", 12)
+    path = "/green/green_tripdata_2019-01.csv.gz"
+    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+
+    with Prefetch(plan, trip_schema("green"), "csv") as prefetch:
+        fetched = prefetch.result()
+        assert fetched.rows == 12 and Path(fetched.load_path).read_text().count("\n") == 13  # header + rows
+        assert fetched.fingerprint.size == len(mirror.files[path][0])
+    assert not Path(fetched.load_path).exists()
+
+
+def test_a_prefetch_raises_the_fetch_error_when_taken(mirror, own_tmp):
+    mirror.put("/green/green_tripdata_2019-01.csv.gz", b"VendorID,lpep_pickup_datetime\n1,not a time\n")
+    plan = MonthPlan(
+        "2019-01", mirror.url + "/green/green_tripdata_2019-01.csv.gz", "green_tripdata_2019-01.csv.gz", LOAD
+    )
+    with Prefetch(plan, trip_schema("green"), "parquet") as prefetch, pytest.raises(FileFormatError):
+        prefetch.result()
+
+
+def test_each_plan_is_paired_with_the_next_month_to_load():
+    def plan(month: str, action: str) -> MonthPlan:
+        return MonthPlan(month, f"u/{month}", month, action)
+
+    plans = [
+        plan("01", SKIP),
+        plan("02", LOAD),
+        plan("03", SKIP),
+        plan("04", LOAD),
+        plan("05", LOAD),
+        plan("06", NOT_PUBLISHED),
+    ]
+    pairs = [(p.month, f.month if f else None) for p, f in _with_next_load(plans)]
+    assert pairs == [("01", None), ("02", "04"), ("03", None), ("04", "05"), ("05", None), ("06", None)]
+    assert list(_with_next_load([])) == []
