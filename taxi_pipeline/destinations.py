@@ -111,6 +111,11 @@ def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     return "csv" if destination_kind(pipeline) == "postgres" else None
 
 
+def counting_is_cheap(pipeline: dlt.Pipeline) -> bool:
+    """Whether counting a month's rows is cheap: DuckDB and Snowflake (columnar), not Postgres (reads each row)."""
+    return destination_kind(pipeline) != "postgres"
+
+
 def destination_kind(pipeline: dlt.Pipeline) -> str:
     """`duckdb`, `postgres` or `snowflake` for a pipeline's destination."""
     return pipeline.destination.destination_type.rsplit(".", 1)[-1]

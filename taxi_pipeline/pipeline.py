@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, TextIO, Tuple
 
 import dlt
 from dlt.common import logger
@@ -28,7 +28,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from taxi_pipeline.destinations import (
     check_destination,
+    counting_is_cheap,
     destination_error,
+    destination_kind,
     destination_location,
     import_file_format,
     index_month_column,
@@ -216,8 +218,8 @@ def _run_locked(
     load_file = import_file_format(pipeline)
     for taxi in taxis:
         schema = trip_schema(taxi)
-        counts = month_counts(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
-        loaded = _verified_months(pipeline, schema.table, counts)
+        known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
+        loaded = known.loaded
         plans = plan_months(client, root, taxi, fmt, months, first, loaded, today=today)
         with Prefetcher(schema, load_file) as ahead:  # the next month to load, fetched while this one loads
             for plan, following in _with_next_load(plans):
@@ -240,7 +242,7 @@ def _run_locked(
                             load_files=load_file,
                             prefetched=current,
                         )
-                        if not counts.get(plan.month):
+                        if not known.has_rows(plan.month):
                             # nothing of this month in the destination: one COPY/INSERT into the table is already
                             # atomic, so skip the staging table and delete-insert a replacement needs (half the load)
                             source.resources[schema.table].apply_hints(write_disposition="append")
@@ -372,10 +374,60 @@ def _resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
     return dict(_source_state(pipeline).get("resources", {}).get(table, {}))
 
 
-def _verified_months(pipeline: dlt.Pipeline, table: str, counts: Mapping[str, int]) -> Dict[str, Mapping[str, Any]]:
-    """State entries of the months whose row count in the destination (`counts`) matches the state."""
-    entries: Dict[str, Mapping[str, Any]] = _resource_state(pipeline, table).get(MONTHS_KEY, {})
-    return {m: e for m, e in entries.items() if counts.get(m, 0) == e.get("rows")}
+class TableMonths:
+    """A trip table's months in the destination as a run plans with them.
+
+    `loaded`: the state entries it trusts (month → entry); `has_rows(month)`: whether a month has any rows.
+
+    Where counting is cheap (DuckDB, Snowflake: columnar) the requested months are counted and an entry is
+    trusted only where the count agrees with it, so rows lost in the destination are loaded again. On Postgres
+    a count reads every row of the month (about 10 s for a 7.7M-row month from a cold cache, on every run), so
+    an entry is trusted where its month has rows at all (a BRIN index probe): a month that was deleted or never
+    landed is loaded again, a month partly deleted by hand is not noticed (`status` shows both counts). Loads
+    stay exact either way: each is counted against its file right after it lands.
+    """
+
+    def __init__(self, pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]]) -> None:
+        self.pipeline, self.table = pipeline, table
+        entries: Dict[str, Mapping[str, Any]] = _resource_state(pipeline, table).get(MONTHS_KEY, {})
+        self._counts: Optional[Dict[str, int]] = None
+        if counting_is_cheap(pipeline):
+            self._counts = month_counts(pipeline, table, months)
+            self.loaded = {m: e for m, e in entries.items() if self._counts.get(m, 0) == e.get("rows")}
+        else:
+            asked = [m for m in entries if months is None or m in months]
+            present = months_present(pipeline, table, asked)
+            self.loaded = {m: entries[m] for m in asked if m in present}
+
+    def has_rows(self, month: str) -> bool:
+        """Whether the destination holds any row of `month` (a new month is appended, not merged)."""
+        if self._counts is not None:
+            return bool(self._counts.get(month))
+        return month in self.loaded or bool(months_present(self.pipeline, self.table, [month]))
+
+
+def months_present(pipeline: dlt.Pipeline, table: str, months: Sequence[str]) -> Set[str]:
+    """Which of `months` have at least one row in a raw trip table (none when there is no table yet).
+
+    Each month is one index probe on Postgres (the BRIN index on `source_month`; sequential scans are ruled out
+    for the query, as they would read the whole table to prove a month absent).
+    """
+    if not months:
+        return set()
+    try:
+        with pipeline.sql_client() as client:
+            col = client.escape_column_name(SOURCE_MONTH)
+            sql = (
+                f"SELECT m FROM unnest(%s::text[]) AS m WHERE EXISTS "
+                f"(SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE {col} = m)"
+            )
+            with client.begin_transaction():
+                if destination_kind(pipeline) == "postgres":
+                    client.execute_sql("SET LOCAL enable_seqscan = off")
+                rows = client.execute_sql(sql, list(months))
+    except DatabaseUndefinedRelation:
+        return set()
+    return {str(m) for (m,) in rows or []}
 
 
 def month_counts(pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]] = None) -> Dict[str, int]:

@@ -197,3 +197,38 @@ def test_trip_tables_get_a_month_brin_index(mirror, cli, pg):
     assert pg.query(
         "select indexdef from pg_indexes where schemaname = 'taxi_raw' and tablename = 'green_tripdata'"
     ) == [("CREATE INDEX green_tripdata_source_month_brin ON taxi_raw.green_tripdata USING brin (source_month)",)]
+
+
+def _heap_blocks(pg) -> int:
+    """Heap blocks of the green trip table read or found in cache so far (statistics of ended sessions)."""
+    sql = (
+        "SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) FROM pg_statio_user_tables"
+        " WHERE schemaname = 'taxi_raw' AND relname = 'green_tripdata'"
+    )
+    return pg.query(sql)[0][0]
+
+
+def test_rerun_probes_months_instead_of_counting_every_row(mirror, cli, pg):
+    """A count reads every row of a month (minutes of I/O per run on a big table); a rerun probes the index."""
+    mirror.trips("green", "2019-01", 6000)
+    mirror.trips("green", "2019-02", 6000)
+    assert pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
+    import psycopg2
+
+    con = psycopg2.connect(pg.dsn)
+    con.autocommit = True
+    con.cursor().execute("VACUUM taxi_raw.green_tripdata")  # relpages up to date
+    con.close()
+    pages = pg.query("SELECT relpages FROM pg_class WHERE relname = 'green_tripdata'")[0][0]
+    assert pages > 100
+
+    before = _heap_blocks(pg)
+    r = pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0 and r.out.count(" skipped ") >= 2, r
+    assert _heap_blocks(pg) - before < pages / 5, pages  # a count would read each page of both months
+
+    pg.query("DELETE FROM taxi_raw.green_tripdata WHERE source_month = '2019-01'")  # a month gone
+    r = pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert pg.month_counts("green_tripdata") == {"2019-01": 6000, "2019-02": 6000}
+    assert "green_tripdata 2019-02" in r.out and mirror.gets("2019-01") == 2 and mirror.gets("2019-02") == 1
