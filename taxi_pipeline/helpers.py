@@ -16,10 +16,8 @@ from dlt.common.runtime.collector import Collector
 from dlt.sources.helpers.requests import Client
 
 from taxi_pipeline.errors import DownloadError
-from taxi_pipeline.load_files import write_load_file
 from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, report
-from taxi_pipeline.readers import read_csv_gz, read_parquet
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
 from taxi_pipeline.settings import READ_AHEAD_BATCHES, ROWS_PER_ITEM
@@ -141,6 +139,8 @@ def fetch(
         raise DownloadError(f"{url} is not published (HTTP 404)")
     fetched = FetchedFile(path, fingerprint)
     if load_file:
+        from taxi_pipeline.load_files import write_load_file  # not needed by runs that load nothing: start-up
+
         with _batches(fetched, schema, name, source_month, label, stop, collector) as batches:
             fetched.load_path = os.path.join(folder, f"load.{load_file}")
             fetched.rows, fetched.columns = write_load_file(batches, fetched.load_path, load_file)
@@ -200,6 +200,8 @@ def _batches(
     collector: Optional[Collector] = None,
 ) -> Iterator[Iterator[pa.RecordBatch]]:
     """The downloaded file's batches, parsed ahead on a thread that has stopped when the block exits."""
+    from taxi_pipeline.readers import read_csv_gz, read_parquet  # not needed by runs that load nothing: start-up
+
     reader = read_parquet if name.endswith(".parquet") else read_csv_gz
     # closed on any exit, so the reader thread has stopped before the folder is removed
     with contextlib.closing(read_ahead(reader(fetched.path, schema, name, source_month), READ_AHEAD_BATCHES)) as ahead:
