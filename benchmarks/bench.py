@@ -11,6 +11,8 @@ DuckDB      native    download + `CREATE TABLE AS SELECT * FROM read_csv(…)` (
             ours      `python -m taxi_pipeline --dest duckdb --taxi yellow --month 2019-01` (fresh database)
             rerun     the same command again: an unchanged month downloads and loads nothing
             half      ours on a month of half the rows (peak RSS must not grow with rows)
+            backfill  ours on both months in one run (`--start … --end …`: the next month is fetched while
+                      the current one loads) against the native loader run on both files one after the other
             dicts     a plain dlt pipeline yielding csv.DictReader rows (capped at --peer-rows, rate reported)
 Postgres    native    download → gunzip → `COPY … FROM STDIN` (psycopg2), into a table typed like ours
             ours, rerun, half, dicts as above
@@ -49,6 +51,27 @@ CREATE TABLE yellow (
   improvement_surcharge double precision, total_amount double precision, congestion_surcharge double precision
 )"""
 
+DUCKDB_NATIVE = """
+import duckdb, sys, urllib.request
+con = duckdb.connect("native.duckdb")
+con.execute("DROP TABLE IF EXISTS t")
+for i, url in enumerate(sys.argv[1:]):
+    urllib.request.urlretrieve(url, "n.csv.gz")
+    verb = "CREATE TABLE t AS" if i == 0 else "INSERT INTO t"
+    con.execute(f"{verb} SELECT * FROM read_csv('n.csv.gz')")
+"""
+
+POSTGRES_NATIVE = """
+import gzip, sys, urllib.request, psycopg2
+con = psycopg2.connect(sys.argv[1])
+cur = con.cursor()
+cur.execute("TRUNCATE yellow")
+for url in sys.argv[2:]:
+    src = gzip.GzipFile(fileobj=urllib.request.urlopen(url))
+    cur.copy_expert("COPY yellow FROM STDIN WITH (FORMAT csv, HEADER true)", src, size=1 << 20)
+    con.commit()
+"""
+
 DICT_PEER = """
 import csv, gzip, itertools, sys, urllib.request, dlt
 url, cap, dest, creds, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
@@ -81,6 +104,8 @@ class Row:
     rss: float
     rate_only: bool = False
     """Measured on `rows` (a cap): the ratio is extrapolated from the rate to the whole month."""
+    baseline: Optional[float] = None
+    """Seconds of the native loader doing the same work, when that is not the first row's (one month)."""
 
 
 def main() -> None:
@@ -123,26 +148,36 @@ class Bench:
     def __init__(self, work: Path, url: str, rows: int, peer_rows: int) -> None:
         self.work, self.url, self.rows, self.peer_rows = work, url, rows, peer_rows
         self.file_url = f"{url}/yellow/yellow_tripdata_{FULL}.csv.gz"
+        self.half_url = f"{url}/yellow/yellow_tripdata_{HALF}.csv.gz"
 
     def env(self, name: str, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         """A clean dlt data dir per measurement, so no run finds another's state."""
         return {**os.environ, "DLT_DATA_DIR": str(self.work / "dlt" / name), **(extra or {})}
 
-    def ours(self, dest: str, month: str) -> List[str]:
-        cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", dest, "--taxi", "yellow", "--month", month]
+    def ours(self, dest: str, month: str, end: Optional[str] = None) -> List[str]:
+        months = ["--start", month, "--end", end] if end else ["--month", month]
+        cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", dest, "--taxi", "yellow", *months]
         return cmd + ["--base-url", self.url]
 
     def ours_runs(self, dest: str, credentials: Callable[[str], str]) -> List[Row]:
-        """Ours on the full month, its rerun, then the half-size month; `credentials("full"|"half")` → target."""
+        """Ours on the full month, its rerun, the half-size month; `credentials("full"|"half")` → target."""
         out: List[Row] = []
         for label, month, rows, target in (
             ("taxi_pipeline", FULL, self.rows, "full"),
             ("taxi_pipeline rerun (unchanged)", FULL, 0, "full"),
             ("taxi_pipeline, half-size month", HALF, self.rows // 2, "half"),
         ):
-            env = self.env(f"{dest}_{target}", {f"DESTINATION__{dest.upper()}__CREDENTIALS": credentials(target)})
-            out.append(Row(label, rows, *self.run(self.ours(dest, month), env)))
+            out.append(Row(label, rows, *self.run(self.ours(dest, month), self.dest_env(dest, credentials, target))))
         return out
+
+    def backfill(self, dest: str, credentials: Callable[[str], str], native: Callable[[], float]) -> List[Row]:
+        """The native loader on both months one after the other, then ours on both in one run."""
+        both = self.rows + self.rows // 2
+        seconds, rss = self.run(self.ours(dest, FULL, HALF), self.dest_env(dest, credentials, "backfill"))
+        return [Row("taxi_pipeline, backfill of both months", both, seconds, rss, baseline=native())]
+
+    def dest_env(self, dest: str, credentials: Callable[[str], str], target: str) -> Dict[str, str]:
+        return self.env(f"{dest}_{target}", {f"DESTINATION__{dest.upper()}__CREDENTIALS": credentials(target)})
 
     def python(self, script: str, *argv: str) -> List[str]:
         return [sys.executable, "-c", script, *argv]
@@ -150,12 +185,13 @@ class Bench:
     def duckdb(self) -> List[Row]:
         """Native read_csv, ours, rerun, half month, dict rows."""
         out: List[Row] = []
-        native = (
-            "import duckdb, sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], 'n.csv.gz');"
-            "duckdb.connect('native.duckdb').execute(\"CREATE TABLE t AS SELECT * FROM read_csv('n.csv.gz')\")"
-        )
-        out.append(Row("native: download + read_csv", self.rows, *self.run(self.python(native, self.file_url))))
+        out.append(Row("native: download + read_csv", self.rows, *self.run(self.python(DUCKDB_NATIVE, self.file_url))))
         out += self.ours_runs("duckdb", lambda target: f"ours_{target}.duckdb")
+
+        def native_both() -> float:
+            return self.run(self.python(DUCKDB_NATIVE, self.file_url, self.half_url))[0]
+
+        out += self.backfill("duckdb", lambda target: f"ours_{target}.duckdb", native_both)
         peer = self.python(DICT_PEER, self.file_url, str(self.peer_rows), "duckdb", "dicts.duckdb", "peer_dlt")
         out.append(Row("plain dlt, dict rows", self.peer_rows, *self.run(peer), rate_only=True))
         return out
@@ -167,25 +203,25 @@ class Bench:
         admin = psycopg2.connect(f"{base}/postgres")
         admin.autocommit = True
         with admin.cursor() as cur:
-            for db in ("bench_native", "bench_full", "bench_half", "bench_dicts", "bench_pandas"):
+            for db in ("bench_native", "bench_full", "bench_half", "bench_backfill", "bench_dicts", "bench_pandas"):
                 cur.execute(f"DROP DATABASE IF EXISTS {db}")
                 cur.execute(f"CREATE DATABASE {db}")
         with psycopg2.connect(f"{base}/bench_native") as con, con.cursor() as cur:
             cur.execute(NATIVE_PG_TABLE)
-        native = (
-            "import gzip, sys, urllib.request, psycopg2; con = psycopg2.connect(sys.argv[2]); cur = con.cursor();"
-            "src = gzip.GzipFile(fileobj=urllib.request.urlopen(sys.argv[1]));"
-            "cur.copy_expert('COPY yellow FROM STDIN WITH (FORMAT csv, HEADER true)', src, size=1 << 20);"
-            "con.commit()"
-        )
+        native = f"{base}/bench_native"
         out = [
             Row(
                 "native: download → gunzip → COPY FROM STDIN",
                 self.rows,
-                *self.run(self.python(native, self.file_url, f"{base}/bench_native")),
+                *self.run(self.python(POSTGRES_NATIVE, native, self.file_url)),
             )
         ]
         out += self.ours_runs("postgres", lambda target: f"{base}/bench_{target}")
+
+        def native_both() -> float:
+            return self.run(self.python(POSTGRES_NATIVE, native, self.file_url, self.half_url))[0]
+
+        out += self.backfill("postgres", lambda target: f"{base}/bench_{target}", native_both)
         with psycopg2.connect(f"{base}/bench_full") as con, con.cursor() as cur:
             cur.execute("SELECT count(*) FROM taxi_raw.yellow_tripdata")
             assert cur.fetchone()[0] == self.rows, "ours did not load every row"
@@ -208,13 +244,17 @@ class Bench:
         for r in rows:
             rate = f"{r.rows / r.seconds:,.0f}" if r.rows else "-"
             full = self.rows / (r.rows / r.seconds) if r.rate_only else r.seconds
-            ratio = f"{full / native:.2f}×" + (" (from rate)" if r.rate_only else "")
+            if r.baseline:
+                ratio = f"{r.seconds / r.baseline:.2f}× (native on both: {r.baseline:.1f} s)"
+            else:
+                ratio = f"{full / native:.2f}×" + (" (from rate)" if r.rate_only else "")
             print(f"| {r.name} | {r.rows:,} | {r.seconds:.1f} | {rate} | {r.rss:.0f} | {ratio} |")
-        ours, rerun, half = rows[1], rows[2], rows[3]
+        ours, rerun, half, backfill = rows[1], rows[2], rows[3], rows[4]
         growth = ours.rss / half.rss - 1
         print(
             f"targets: ours {ours.seconds / native:.2f}× native (≤ 1.30×) · peak RSS {ours.rss:.0f} MiB (< 1024)"
             f" · {growth:+.0%} vs half the rows (≤ +10%) · rerun {rerun.seconds:.1f} s (≤ 2 s)"
+            f" · backfill {backfill.seconds / (backfill.baseline or native):.2f}× native, {backfill.rss:.0f} MiB"
         )
 
 
