@@ -17,6 +17,9 @@ from taxi_pipeline.progress import current_collector
 from taxi_pipeline.remote import http_client
 from taxi_pipeline.schemas import TableSchema
 
+CLOSE_WAIT = 5.0
+"""Seconds `Prefetch.close` waits for a fetch to stop (a Ctrl-C must not wait for a stalled download)."""
+
 
 class Prefetch:
     """One month's file fetched (and its load file written) on a background thread, into its own folder.
@@ -61,9 +64,13 @@ class Prefetch:
         return self._fetched
 
     def close(self) -> None:
-        """Stop the fetch if it still runs, wait for its thread, remove its folder."""
+        """Stop the fetch if it still runs, remove its folder.
+
+        The fetch stops at its next chunk or batch; a download stalled on the network is not waited for longer
+        than `CLOSE_WAIT` seconds (its daemon thread then fails on the removed folder, or ends with the process).
+        """
         self._stop.set()
-        self._thread.join()
+        self._thread.join(CLOSE_WAIT)
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __enter__(self) -> Prefetch:

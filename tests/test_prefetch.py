@@ -132,3 +132,19 @@ def test_each_plan_is_paired_with_the_next_month_to_load():
     pairs = [(p.month, f.month if f else None) for p, f in _with_next_load(plans)]
     assert pairs == [("01", None), ("02", "04"), ("03", None), ("04", "05"), ("05", None), ("06", None)]
     assert list(_with_next_load([])) == []
+
+
+def test_closing_does_not_wait_for_a_stalled_download(mirror, own_tmp, monkeypatch):
+    import taxi_pipeline.prefetch as prefetch_mod
+
+    monkeypatch.setattr(prefetch_mod, "CLOSE_WAIT", 0.2)
+    mirror.trips("green", "2019-01", 10)
+    path = "/green/green_tripdata_2019-01.csv.gz"
+    mirror.delay[path] = 3  # the server answers only after 3 s
+    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+
+    prefetch = Prefetch(plan, trip_schema("green"), "parquet")
+    started = time.monotonic()
+    prefetch.close()
+    assert time.monotonic() - started < 2  # returns before the server answers
+    assert list(own_tmp.iterdir()) == []
