@@ -171,7 +171,7 @@ class Bench:
         return out
 
     def backfill(self, dest: str, credentials: Callable[[str], str], native: Callable[[], float]) -> List[Row]:
-        """The native loader on both months one after the other, then ours on both in one run."""
+        """Ours on both months in one run, against `native()`: the native loader on both files, one by one."""
         both = self.rows + self.rows // 2
         seconds, rss = self.run(self.ours(dest, FULL, HALF), self.dest_env(dest, credentials, "backfill"))
         return [Row("taxi_pipeline, backfill of both months", both, seconds, rss, baseline=native())]
@@ -186,12 +186,16 @@ class Bench:
         """Native read_csv, ours, rerun, half month, dict rows."""
         out: List[Row] = []
         out.append(Row("native: download + read_csv", self.rows, *self.run(self.python(DUCKDB_NATIVE, self.file_url))))
-        out += self.ours_runs("duckdb", lambda target: f"ours_{target}.duckdb")
+
+        def database(target: str) -> str:
+            return f"ours_{target}.duckdb"
+
+        out += self.ours_runs("duckdb", database)
 
         def native_both() -> float:
             return self.run(self.python(DUCKDB_NATIVE, self.file_url, self.half_url))[0]
 
-        out += self.backfill("duckdb", lambda target: f"ours_{target}.duckdb", native_both)
+        out += self.backfill("duckdb", database, native_both)
         peer = self.python(DICT_PEER, self.file_url, str(self.peer_rows), "duckdb", "dicts.duckdb", "peer_dlt")
         out.append(Row("plain dlt, dict rows", self.peer_rows, *self.run(peer), rate_only=True))
         return out
@@ -216,12 +220,16 @@ class Bench:
                 *self.run(self.python(POSTGRES_NATIVE, native, self.file_url)),
             )
         ]
-        out += self.ours_runs("postgres", lambda target: f"{base}/bench_{target}")
+
+        def database(target: str) -> str:
+            return f"{base}/bench_{target}"
+
+        out += self.ours_runs("postgres", database)
 
         def native_both() -> float:
             return self.run(self.python(POSTGRES_NATIVE, native, self.file_url, self.half_url))[0]
 
-        out += self.backfill("postgres", lambda target: f"{base}/bench_{target}", native_both)
+        out += self.backfill("postgres", database, native_both)
         with psycopg2.connect(f"{base}/bench_full") as con, con.cursor() as cur:
             cur.execute("SELECT count(*) FROM taxi_raw.yellow_tripdata")
             assert cur.fetchone()[0] == self.rows, "ours did not load every row"

@@ -10,7 +10,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
-from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS
+from taxi_pipeline.settings import CSV, DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, PARQUET
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -100,7 +100,7 @@ def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     `csv` that Postgres COPYs, `parquet` that DuckDB inserts; None (Snowflake) leaves Arrow tables to dlt's own
     parquet writer.
     """
-    return {"postgres": "csv", "duckdb": "parquet"}.get(destination_kind(pipeline))
+    return {"postgres": CSV, "duckdb": PARQUET}.get(destination_kind(pipeline))
 
 
 def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:

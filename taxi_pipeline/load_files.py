@@ -21,12 +21,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from taxi_pipeline.settings import ENCODE_THREADS, ROWS_PER_ITEM
+from taxi_pipeline.settings import CSV, ENCODE_THREADS, PARQUET, ROWS_PER_ITEM
 from taxi_pipeline.streams import coalesce
-
-CSV = "csv"
-PARQUET = "parquet"
-LOAD_FILE_FORMATS = (CSV, PARQUET)
 
 _NAMING = NamingConvention()
 _PLAIN = pacsv.WriteOptions(include_header=False, quoting_style="none")
@@ -39,7 +35,7 @@ def write_load_file(batches: Iterable[pa.Table | pa.RecordBatch], path: str, fil
         return write_copy_csv(batches, path)
     if file_format == PARQUET:
         return write_parquet(batches, path)
-    raise ValueError(f"no load file format {file_format!r}: choose from {', '.join(LOAD_FILE_FORMATS)}")
+    raise ValueError(f"no load file format {file_format!r}: choose from {CSV}, {PARQUET}")
 
 
 def dlt_schema(schema: pa.Schema) -> pa.Schema:

@@ -214,8 +214,8 @@ def _run_locked(
             on_result(res)
 
     client = http_client()
-    _load_zones(pipeline, client, root, fmt, report)
     load_file = import_file_format(pipeline)
+    _load_zones(pipeline, client, root, fmt, load_file, report)
     for taxi in taxis:
         schema = trip_schema(taxi)
         known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
@@ -228,10 +228,8 @@ def _run_locked(
                     report(MonthResult(schema.table, plan.month, FAILED, detail=detail))
                 elif plan.action in (LOAD, REPLACE):
                     lock.check()
-                    with contextlib.ExitStack() as stack:
-                        current = ahead.take(plan)
-                        if current is not None:
-                            stack.enter_context(current)
+                    current = ahead.take(plan)
+                    with current if current is not None else contextlib.nullcontext():
                         source = taxi_source(
                             taxi_types=[taxi],
                             months=[plan.month],
@@ -280,7 +278,12 @@ def _with_next_load(plans: Iterable[MonthPlan]) -> Iterator[Tuple[MonthPlan, Opt
 
 
 def _load_zones(
-    pipeline: dlt.Pipeline, client: Any, root: str, fmt: str, report: Callable[[MonthResult], None]
+    pipeline: dlt.Pipeline,
+    client: Any,
+    root: str,
+    fmt: str,
+    load_file: Optional[str],
+    report: Callable[[MonthResult], None],
 ) -> None:
     url = zones_url(root)
     try:
@@ -297,9 +300,7 @@ def _load_zones(
     if action == SKIP:
         report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
         return
-    source = taxi_source(
-        taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, load_files=import_file_format(pipeline)
-    )
+    source = taxi_source(taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, load_files=load_file)
     report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, _OUTCOME[action]))
 
 
