@@ -156,16 +156,13 @@ def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, 
 def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     publish_backfill(mirror)
     mirror.delay[FEB] = 30
-    proc = spawn(workdir, mirror, target, *BACKFILL)
-
-    def january_loaded() -> bool:
-        try:
-            return target.counts() == {"2019-01": 30}
-        except Exception:  # DuckDB: the run holds the file while it loads
-            return False
-
-    # February is fetched while January loads: kill once January is in and February still downloads
-    wait_for(lambda: (mirror.gets("2019-02") and january_loaded()) or proc.poll() is not None, "February's download")
+    # February is fetched while January loads; its own extract then waits for that download: kill it there
+    # (frozen at February's extract, the 3rd after the zones' and January's), with January in and the GET running.
+    # The destination is not read while the run is alive: a DuckDB reader would lock the run out of its file.
+    marker = workdir / "frozen"
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", "3", str(marker)])
+    wait_for(lambda: (marker.exists() and mirror.gets("2019-02")) or proc.poll() is not None, "February's download")
+    assert proc.poll() is None, finish(proc)
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     assert target.counts() == {"2019-01": 30}
