@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 import zlib
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -161,7 +162,57 @@ def read_csv_gz(
         with pacsv.open_csv(stream, read_options=read_options, convert_options=convert_options) as reader:
             yield from _non_empty(conformer, reader, source_month)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+        raise _csv_error(exc, path, gzipped, names, file_name) from None
+
+
+_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (.+?): invalid value '(.*)'$", re.S
+)
+"""pyarrow's message for a value that does not parse as its column's type; the column index is zero-based."""
+
+_TYPE_WORDS = (("double", "a number"), ("float", "a number"), ("int", "an integer"), ("timestamp", "a date-time"))
+
+
+def _csv_error(exc: Exception, path: str, gzipped: bool, names: List[str], file_name: str) -> FileFormatError:
+    """A one-line FileFormatError for a CSV read error; a bad value names its header column and its line."""
+    text = " ".join(str(exc).split())
+    match = _CONVERSION_ERROR.search(str(exc).strip())
+    if match is None or int(match.group(1)) >= len(names):
+        return FileFormatError(f"{file_name}: {text}")
+    index, type_name, value = int(match.group(1)), match.group(2), match.group(3)
+    line = _line_of(path, gzipped, index, value)
+    where = f"line {line}, " if line else ""
+    words = next((w for prefix, w in _TYPE_WORDS if type_name.startswith(prefix)), type_name)
+    return FileFormatError(
+        f"{file_name}: {where}column {names[index]!r} ({_ordinal(index + 1)}): cannot read {value!r} as {words}"
+    )
+
+
+def _line_of(path: str, gzipped: bool, index: int, value: str) -> Optional[int]:
+    """The line of the file (the header is line 1) where the first row holding `value` at `index` starts.
+
+    pyarrow counts rows, not lines (blank lines and quoted line breaks are not counted), and its multi-threaded
+    reader gives no row at all, so the file is read again; None when the value is not found as it was given.
+    """
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+            rows = csv.reader(fh)
+            next(rows, None)
+            start = rows.line_num + 1
+            for row in rows:
+                if index < len(row) and row[index] == value:
+                    return start
+                start = rows.line_num + 1
+    except (OSError, EOFError, zlib.error, csv.Error):
+        return None
+    return None
+
+
+def _ordinal(n: int) -> str:
+    """`1st`, `2nd`, `3rd`, `4th`, … `11th`, `12th`, `13th`, … `21st`."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def read_parquet(

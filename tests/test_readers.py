@@ -72,6 +72,37 @@ def test_bad_timestamp_fails(tmp_path):
         _read(path, FHV)
 
 
+def test_bad_csv_value_names_its_header_column_and_file_line(tmp_path):
+    lines = gzip.decompress(tlc_files.trip_csv("green", "2019-01", 40)).decode().splitlines()
+    fields = lines[30].split(",")  # the 31st line of the file: the header is line 1
+    fields[16] = "N/A"  # pyarrow's column #16, the 17th in the header: total_amount
+    lines[30] = ",".join(fields)
+    path = tmp_path / "green_tripdata_2019-01.csv.gz"
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(FileFormatError) as failed:
+        list(read_csv_gz(str(path), GREEN, "green_tripdata_2019-01.csv.gz", "2019-01"))
+    message = str(failed.value)
+    assert message == (
+        "green_tripdata_2019-01.csv.gz: line 31, column 'total_amount' (17th): cannot read 'N/A' as a number"
+    )
+    assert "#16" not in message
+
+
+def test_bad_csv_value_line_counts_blank_lines_and_quoted_line_breaks(tmp_path):
+    path = _csv(
+        tmp_path,
+        "dispatching_base_num,pickup_datetime,note\n"
+        'B1,2019-01-01 00:00:00,"two\nlines"\n'
+        "\n"
+        "B2,2019-01-01 00:00:00,x\n"
+        "B3,yesterday,y\n",
+    )
+    with pytest.raises(FileFormatError) as failed:
+        _read(path, FHV)
+    wanted = "f.csv.gz: line 6, column 'pickup_datetime' (2nd): cannot read 'yesterday' as a date-time"
+    assert str(failed.value) == wanted  # pyarrow's row count would say 4
+
+
 def test_ragged_row_fails(tmp_path):
     path = _csv(tmp_path, "dispatching_base_num,pickup_datetime\nB1,2019-01-01 00:00:00\nB2,2019-01-01 00:00:00,x,y\n")
     with pytest.raises(FileFormatError):
