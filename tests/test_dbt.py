@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import json
 import os
 import re
 import subprocess
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from taxi_pipeline.errors import LoadError
+from taxi_pipeline.pipeline import make_pipeline
 from taxi_pipeline.schemas import TRIP_SCHEMAS
+from taxi_pipeline.transform import run_dbt
 from tests import tlc_files
 
 pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
@@ -89,12 +93,17 @@ def test_dbt_on_postgres_builds_models_with_correct_numbers(mirror, cli, pg):
     assert pg.query("select count(*) from taxi.fct_trips") == [(103,)]
 
 
-def test_failing_dbt_test_fails_the_run_with_one_clear_line(mirror, cli):
+def publish_bad_payment_type(mirror):
+    """Green January with one payment_type outside the TLC data dictionary: `accepted_values_stg_green…` fails."""
     text = gzip.decompress(tlc_files.trip_csv("green", "2019-01", 20)).decode().splitlines()
     cols = text[1].split(",")
     cols[17] = "9"  # payment_type 9: not in the TLC data dictionary
     text[1] = ",".join(cols)
     mirror.put(GREEN_JAN, gzip.compress(("\n".join(text) + "\n").encode()))
+
+
+def test_failing_dbt_test_fails_the_run_with_one_clear_line(mirror, cli):
+    publish_bad_payment_type(mirror)
     r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
     assert r.code == 1, r
     errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
@@ -138,3 +147,41 @@ def test_dbt_subcommand_rebuilds_models_without_loading(mirror, cli, duck):
     assert r.code == 0 and "dbt build passed" in r.out, r
     assert mirror.gets() == gets
     assert as_mart(duck(mart_sql())) == expected_mart(mirror)
+
+
+def test_dbt_output_in_a_pipe_is_plain_and_names_sql_that_still_exists(mirror, cli, workdir):
+    """What a user sees of dbt when our stdout is a pipe or file: no Python warning, no colour codes, and the
+    compiled SQL of a failing test, which dbt names, still there to open after the run."""
+    publish_bad_payment_type(mirror)
+    assert cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01").code == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "taxi_pipeline", "dbt", "--dest", "duckdb"],
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    shown = done.stdout + done.stderr
+    assert done.returncode == 1, shown[-3000:]
+    assert "accepted_values_stg_green" in done.stderr, shown[-3000:]
+    assert "RuntimeWarning" not in shown and "found in sys.modules" not in shown, shown[-3000:]
+    assert "\x1b[" not in shown, shown[-3000:]
+    named = re.findall(r"compiled code at (\S+\.sql)", shown)
+    assert named, shown[-3000:]
+    assert all("accepted_values_stg_green" in path and Path(path).is_file() for path in named), named
+
+
+def test_run_dbt_never_reads_a_stale_run_results_file(workdir):
+    """dbt that stops before writing run_results.json is an error with dbt's exit code, not an earlier run's
+    results, and its output in a buffer has no colour codes."""
+    pipeline = make_pipeline("duckdb")
+    stale = Path(pipeline.working_dir) / "dbt" / "target" / "run_results.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"results": [{"unique_id": "model.taxi.stale", "status": "success"}]}))
+    buffer = io.StringIO()
+    with pytest.raises(LoadError, match=r"exit 2\b"):
+        run_dbt(pipeline, extra_args=["--no-such-option"], output=buffer)
+    assert not stale.exists()
+    assert "No such option" in buffer.getvalue(), buffer.getvalue()
+    assert "RuntimeWarning" not in buffer.getvalue() and "\x1b[" not in buffer.getvalue(), buffer.getvalue()
