@@ -23,6 +23,7 @@ from typing import Any, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tu
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError, one_line, redact
+from taxi_pipeline.interrupts import interrupted_message, mark_reported, stop_on_signals
 from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status
 from taxi_pipeline.progress import MonthProgress
 from taxi_pipeline.schemas import file_label
@@ -31,7 +32,8 @@ from taxi_pipeline.summary import as_dict, kestra_failure_line, kestra_line, row
 from taxi_pipeline.transform import DbtResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ("status", "report", "dbt")
+SUBCOMMANDS = ("load", "status", "report", "dbt")
+"""`load` is the default: `taxi-pipeline --taxi green` and `taxi-pipeline load --taxi green` are the same."""
 PROGRESS_PERIOD = 10.0
 """Seconds between plain progress lines of a file that is still downloading or being read."""
 
@@ -46,20 +48,26 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the load command (also used to check command lines in Kestra flows)."""
     parser = _Parser(
-        prog="taxi-pipeline",
-        description="Load NYC TLC taxi trip months into DuckDB, Postgres or Snowflake. "
-        "Subcommands: `status` lists what is loaded, `dbt` rebuilds the dbt models.",
+        prog="taxi-pipeline [load]",
+        description="Load NYC TLC taxi trip months into DuckDB, Postgres or Snowflake (the default command, `load`).",
+        epilog="other commands (each with its own --help): "
+        "`taxi-pipeline status` lists what is loaded; "
+        "`taxi-pipeline report` draws a PNG chart of trips (and revenue) per month; "
+        "`taxi-pipeline dbt` rebuilds the dbt models without loading. "
+        "Values of --dest, --taxi and --format are case-insensitive.",
     )
-    parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
+    _dest_argument(parser)
     parser.add_argument("--taxi", help="comma-separated taxi types: yellow,green,fhv,fhvhv (config: taxi_types)")
     parser.add_argument("--month", help="load one month, YYYY-MM")
     parser.add_argument("--start", help="first month to load, YYYY-MM (default: config start_month)")
     parser.add_argument("--end", help="last month to load, YYYY-MM, inclusive (default: newest published)")
-    parser.add_argument("--format", dest="file_format", choices=FILE_FORMATS, help="csv (default) or parquet")
+    parser.add_argument(
+        "--format", dest="file_format", type=str.lower, choices=FILE_FORMATS, help="csv (default) or parquet"
+    )
     parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
     parser.add_argument("--dbt", action="store_true", help="run `dbt build` on the destination after the load")
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--quiet", action="store_true", help="print errors only")
+    output.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     output.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
     parser.add_argument("--kestra", action="store_true", help="also emit the summary as Kestra outputs/metrics")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's log")
@@ -74,7 +82,7 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
         "dbt": "Run `dbt build` on the destination without loading anything.",
     }[command]
     parser = _Parser(prog=f"taxi-pipeline {command}", description=description)
-    parser.add_argument("--dest", default="duckdb", choices=DESTINATIONS, help="destination (default: duckdb)")
+    _dest_argument(parser)
     if command == "status":
         parser.add_argument("--json", action="store_true", help="print the list as JSON")
     if command == "report":
@@ -83,8 +91,16 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
     return parser
 
 
+def _dest_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dest", default="duckdb", type=str.lower, choices=DESTINATIONS, help="destination (default: duckdb)"
+    )
+
+
 def parse_command_line(argv: Sequence[str]) -> Tuple[str, argparse.Namespace]:
-    """Parse any command line of the CLI: `(command, args)` with command `load`, `status` or `dbt`."""
+    """Parse any command line of the CLI: `(command, args)` with command `load`, `status`, `report` or `dbt`."""
+    if argv[:1] == ["load"]:
+        return "load", build_parser().parse_args(list(argv[1:]))
     if argv[:1] and argv[0] in SUBCOMMANDS:
         return argv[0], build_subcommand_parser(argv[0]).parse_args(list(argv[1:]))
     return "load", build_parser().parse_args(list(argv))
@@ -94,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
-    with _dlt_log_level(None if debug else "CRITICAL"):
+    with _dlt_log_level(None if debug else "CRITICAL"), stop_on_signals():
         return _main(args_list, debug)
 
 
@@ -155,14 +171,18 @@ def _main(args_list: List[str], debug: bool) -> int:
         )
     except TaxiPipelineError as exc:
         if out is not None:
-            out.failed(exc)
+            out.failed(redact(one_line(exc)))
         return _fail(exc, exc.exit_code, debug)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (see `interrupts`)
+        message = interrupted_message(exc)
+        if out is not None:
+            out.failed(message)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        mark_reported()
         return EXIT_FAILED
     except Exception as exc:  # anything unexpected is still one line unless --debug
         if out is not None:
-            out.failed(exc)
+            out.failed(redact(one_line(exc)))
         return _fail(exc, EXIT_FAILED, debug)
     out.summary(result)
     if not result.ok:
@@ -172,7 +192,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             print(f"error: {redact(failure.detail)}", file=sys.stderr)
         if result.dbt is not None and not result.dbt.success:
             print(f"error: {_dbt_failure(result.dbt)}", file=sys.stderr)
-        return EXIT_FAILED
+        return result.exit_code
     return EXIT_OK
 
 
@@ -215,10 +235,10 @@ class _Output:
         if isinstance(self.dbt_log, io.StringIO) and result.dbt is not None and not result.dbt.success:
             print(self.dbt_log.getvalue(), file=sys.stderr, end="")
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, message: str) -> None:
         """A run that stopped before its summary still gives Kestra an `ok: false` output."""
         if self.args.kestra:
-            print(kestra_failure_line(redact(one_line(exc)), self.args.dest), flush=True)
+            print(kestra_failure_line(message, self.args.dest), flush=True)
 
 
 def _dbt_failure(result: DbtResult) -> str:
@@ -268,14 +288,15 @@ def _print_table(rows: List[List[str]], right: Sequence[int] = (), indent: str =
 
 
 def _write_report(destination: str, out: str) -> None:
-    from taxi_pipeline.report import render, report_data
+    from taxi_pipeline.report import output_path, render, report_data
 
+    path = output_path(out)  # before reading the destination: a bad --out fails fast and writes nothing
     data = report_data(destination)
-    render(data, out, title=f"NYC TLC taxi trips loaded into {destination}")
+    render(data, path, title=f"NYC TLC taxi trips loaded into {destination}")
     months = sorted({m for by_month in data.trips.values() for m in by_month})
     span = f"{months[0]}..{months[-1]}" if months else "-"
     revenue = f", revenue of {', '.join(data.revenue)}" if data.revenue else ", no revenue (run dbt for it)"
-    print(f"wrote {out}: trips of {', '.join(data.trips)} over {span}{revenue}")
+    print(f"wrote {path}: trips of {', '.join(data.trips)} over {span}{revenue}")
 
 
 def _status_dict(item: LoadedMonth) -> dict[str, Any]:

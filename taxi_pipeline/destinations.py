@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple, Type
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
+from dlt.destinations.impl.duckdb.duck import DuckDbClient
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
 from taxi_pipeline.settings import CSV, DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, PARQUET
@@ -31,9 +33,68 @@ def make_destination(name: str) -> Destination:
             raise ConfigError(f"destination {name} needs its driver: pip install 'taxi-pipeline[{name}]'") from None
     if name == "duckdb":
         if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
-            return _bounded_duckdb(dlt.destinations.duckdb())
-        return _bounded_duckdb(dlt.destinations.duckdb(credentials=DEFAULT_DUCKDB_FILE))
+            return _bounded_duckdb(duckdb())
+        return _bounded_duckdb(duckdb(credentials=DEFAULT_DUCKDB_FILE))
     return Destination.from_reference(name)
+
+
+class _CatalogQualifiedSqlClient(DuckDbSqlClient):
+    """DuckDB SQL that names every table `catalog.schema.table`, dlt's statements and ours alike.
+
+    DuckDB names a file's catalog after the file (`taxi_raw.duckdb` → catalog `taxi_raw`), and `taxi_raw.t` is then
+    ambiguous between that catalog and the schema `taxi_raw` ("Ambiguous reference to catalog or schema"). dlt
+    leaves the catalog out of its names; with it, no file name can clash with a dataset or dbt schema name. The
+    catalog is asked of the connection itself (DuckDB's naming rule stays DuckDB's).
+    """
+
+    _catalog: Optional[str] = None
+    _opening = False
+
+    def open_connection(self) -> Any:
+        """Open as dlt does, then learn the connection's catalog so that every later name carries it."""
+        self._opening = True  # dlt names the search path while opening: unqualified there, as before
+        try:
+            conn = super().open_connection()
+        finally:
+            self._opening = False
+        if self._catalog is None:
+            self._catalog = str(conn.execute("SELECT current_database()").fetchone()[0])
+        return conn
+
+    def catalog_name(self, quote: bool = True, casefold: bool = True) -> Optional[str]:
+        """The database's catalog, asked of a connection.
+
+        One is opened for it if none is: dlt writes the SQL of merge jobs with a client that is not connected.
+        """
+        if self._catalog is None and not self._opening:
+            if self._conn is None:
+                with self:  # open_connection learns it
+                    pass
+            else:
+                self._catalog = str(self._conn.execute("SELECT current_database()").fetchone()[0])
+        if self._catalog is None or not quote:
+            return self._catalog
+        return self.capabilities.escape_identifier(self._catalog)
+
+
+class _DuckDbClient(DuckDbClient):
+    """dlt's DuckDB job client with catalog-qualified names (see `_CatalogQualifiedSqlClient`)."""
+
+    def __init__(self, schema: Any, config: Any, capabilities: Any) -> None:
+        super().__init__(schema, config, capabilities)
+        sql = self.sql_client
+        self.sql_client = _CatalogQualifiedSqlClient(
+            sql.dataset_name, sql.staging_dataset_name, config.credentials, capabilities
+        )
+
+
+class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's DuckDB destination whose statements name the catalog, so a file named like a schema still works."""
+
+    @property
+    def client_class(self) -> Type[DuckDbClient]:
+        """Our job client."""
+        return _DuckDbClient
 
 
 def _bounded_duckdb(dest: Destination) -> Destination:
@@ -50,7 +111,7 @@ def _bounded_duckdb(dest: Destination) -> Destination:
     if credentials is None or DUCKDB_LOAD_SETTINGS.keys() <= settings.keys():
         return dest
     credentials.global_config = {**DUCKDB_LOAD_SETTINGS, **settings}
-    return dlt.destinations.duckdb(credentials=credentials)
+    return duckdb(credentials=credentials)
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional
@@ -16,11 +15,19 @@ from dlt.common.runtime.collector import Collector
 from dlt.sources.helpers.requests import Client
 
 from taxi_pipeline.errors import DownloadError
+from taxi_pipeline.interrupts import scratch_folder
 from taxi_pipeline.months import Month, months_from
 from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, report
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
-from taxi_pipeline.settings import READ_AHEAD_BATCHES, ROWS_PER_ITEM
+from taxi_pipeline.settings import (
+    CSV,
+    CSV_MIRROR_MONTHS,
+    OVERDUE_AFTER_MONTHS,
+    PARQUET,
+    READ_AHEAD_BATCHES,
+    ROWS_PER_ITEM,
+)
 from taxi_pipeline.streams import coalesce, read_ahead
 
 LOAD = "load"
@@ -31,6 +38,51 @@ NOT_AVAILABLE = "not available"
 """A month before the first one the TLC publishes for a taxi type in this layout."""
 UNREACHABLE = "unreachable"
 """The file's HEAD failed (5xx after retries, connection error): nothing is known about the month."""
+MISSING = "missing"
+"""A month long published in its layout answered 404: the root or the format is wrong (configuration)."""
+
+
+def long_published(
+    taxi: str,
+    month: Month,
+    file_format: str,
+    today: Optional[dt.date] = None,
+    overdue_after: int = OVERDUE_AFTER_MONTHS,
+) -> bool:
+    """Whether `month` of `taxi` is certainly published in a layout, so that a 404 means a wrong root or format.
+
+    A month counts once it is `overdue_after` months old (the TLC publishes about two months late, now and
+    then later; 0 turns the check off, for a mirror of your own that holds only some months), and only in the
+    layout's range: parquet (the TLC's own layout) from the taxi type's first month on; csv (the DataTalksClub
+    mirror) the months of its fixed copy (`CSV_MIRROR_MONTHS`), for the taxi types it is known to hold.
+    """
+    if overdue_after <= 0:
+        return False
+    if file_format == CSV:
+        span = CSV_MIRROR_MONTHS.get(taxi)
+        if span is None or not Month.parse(span[0]) <= month <= Month.parse(span[1]):
+            return False
+    elif month < Month.parse(trip_schema(taxi).first_month):
+        return False
+    return month <= Month.of(today or dt.date.today()).minus(overdue_after)
+
+
+def _missing_detail(client: Client, root: str, taxi: str, month: str, file_format: str, url: str) -> str:
+    """Why a long-published month's 404 is configuration, and the other layout's URL if the file is there."""
+    other = PARQUET if file_format == CSV else CSV
+    other_url = trip_url(root, taxi, month, other)
+    try:
+        elsewhere = probe(client, other_url) is not None
+    except DownloadError:
+        elsewhere = False
+    hint = (
+        f"it is at {other_url}: use --format {other}"
+        if elsewhere
+        else "check --base-url (sources.taxi.base_url) and --format: csv files are at {root}/<taxi>/, "
+        "parquet files at {root}/trip-data/"
+    )
+    published = f"{taxi} {month} was published long ago in the {file_format} layout"
+    return f"{url} is not there (HTTP 404), but {published}; {hint}"
 
 
 @dataclass(frozen=True)
@@ -64,13 +116,16 @@ def plan_months(
     loaded: Mapping[str, Mapping[str, Any]],
     force: bool = False,
     today: Optional[dt.date] = None,
+    overdue_after: int = OVERDUE_AFTER_MONTHS,
 ) -> Iterator[MonthPlan]:
     """Plan a taxi type's months against its state (`loaded`: month → state entry).
 
     Every month is checked with a HEAD: new ones are loaded, unchanged ones skipped, republished ones replaced,
-    404s reported as not published. Without `months` the run is open-ended: it walks from `start` (or the taxi
-    type's first published month, if later) to the current month and stops at the first month that is not
-    published or cannot be checked. `force` loads explicit months without asking the server or the state.
+    404s reported as not published, or as `missing` where the month is `long_published` (a wrong root or
+    format). Without `months` the run is open-ended: it walks from `start` (or the taxi type's first published
+    month, if later) to the current month and stops at the first month that is not published or cannot be
+    checked. `force` loads explicit months without asking the server or the state. `overdue_after`: see
+    `long_published`.
     """
     first = Month.parse(trip_schema(taxi).first_month)
     for month in months if months is not None else months_from(max(start, first), today):
@@ -87,6 +142,11 @@ def plan_months(
             remote = probe(client, url)
         except DownloadError as exc:
             yield MonthPlan(key, url, name, UNREACHABLE, detail=str(exc))
+            if months is None:
+                return
+            continue
+        if remote is None and long_published(taxi, month, file_format, today, overdue_after):
+            yield MonthPlan(key, url, name, MISSING, detail=_missing_detail(client, root, taxi, key, file_format, url))
             if months is None:
                 return
             continue
@@ -170,7 +230,7 @@ def read_remote(
     `record` receives the state entry of the file: its fingerprint (from the GET itself), row count, name and
     load time. A failure raises before that, so state never runs ahead of data.
     """
-    with tempfile.TemporaryDirectory(prefix="taxi_pipeline_") as tmp:
+    with scratch_folder() as tmp:
         if fetched is None:
             fetched = fetch(client, url, name, schema, source_month, tmp, load_file)
         if load_file and fetched.load_path:

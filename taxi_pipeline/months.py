@@ -34,6 +34,11 @@ class Month:
         """The following month."""
         return Month(self.year + self.month // 12, self.month % 12 + 1)
 
+    def minus(self, months: int) -> Month:
+        """The month `months` months earlier."""
+        index = self.year * 12 + self.month - 1 - months
+        return Month(index // 12, index % 12 + 1)
+
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
 

@@ -40,6 +40,7 @@ from taxi_pipeline.destinations import (
 from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
 from taxi_pipeline.helpers import (
     LOAD,
+    MISSING,
     NOT_AVAILABLE,
     NOT_PUBLISHED,
     REPLACE,
@@ -59,10 +60,11 @@ from taxi_pipeline.settings import (
     DEFAULT_DATASET,
     DEFAULT_START_MONTH,
     DEFAULT_TAXI_TYPES,
+    OVERDUE_AFTER_MONTHS,
     PIPELINE_NAME_PREFIX,
 )
 from taxi_pipeline.source import MONTHS_KEY, ZONES_KEY, taxi_source
-from taxi_pipeline.transform import DbtResult, run_dbt
+from taxi_pipeline.transform import DbtResult, require_dbt, run_dbt
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -102,6 +104,13 @@ class RunResult:
         """The failed months."""
         return [r for r in self.results if r.outcome == FAILED]
 
+    @property
+    def exit_code(self) -> int:
+        """0 ok; 2 when a failure is configuration to fix (a month long published answered 404); 1 otherwise."""
+        if self.ok:
+            return 0
+        return 2 if any(isinstance(r.error, ConfigError) for r in self.failures) else 1
+
 
 def setting(key: str, default: Any) -> Any:
     """A `sources.taxi.<key>` value from dlt config (env `SOURCES__TAXI__<KEY>`, `.dlt/config.toml`)."""
@@ -138,7 +147,7 @@ def make_pipeline(
             dlt.config[f"{name}.data_writer.compression"] = "none"
     # optional external stage for Snowflake (e.g. "filesystem" with [destination.filesystem] bucket_url = "s3://…")
     staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination == "snowflake" else None
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=pipelines_dir,
         destination=dest,
@@ -146,6 +155,10 @@ def make_pipeline(
         dataset_name=dataset,
         progress=progress or NULL_COLLECTOR,
     )
+    # dlt would hold a SIGINT/SIGTERM that arrives while a month is normalized or loaded until its step ends, then
+    # forget it: the run would go on as if nothing happened. Signals stay with the caller (see `interrupts`).
+    pipeline.runtime_config.intercept_signals = False
+    return pipeline
 
 
 def run(
@@ -174,11 +187,15 @@ def run(
     `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`);
     `dbt_output`: where dbt's log goes (default: stdout).
     """
+    if dbt:
+        require_dbt()  # before anything is loaded: a missing extra is configuration to fix, not a failed load
     try:
-        taxis = parse_taxi_types(taxi_types or setting("taxi_types", DEFAULT_TAXI_TYPES))
+        # an empty --taxi (an unset shell variable) is an error, not the configured default
+        taxis = parse_taxi_types(setting("taxi_types", DEFAULT_TAXI_TYPES) if taxi_types is None else taxi_types)
         months, first = resolve_months(month, start, end, setting("start_month", DEFAULT_START_MONTH))
         fmt = (file_format or setting("file_format", CSV)).lower()
         root = resolve_base_url(base_url or setting("base_url", None), fmt)
+        overdue_after = _whole_number("overdue_after_months", setting("overdue_after_months", OVERDUE_AFTER_MONTHS))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -186,7 +203,7 @@ def run(
         if pipeline.has_pending_data:
             # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
             pipeline.abort_packages()
-        result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today)
+        result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today, overdue_after)
         if dbt:
             if result.ok:
                 result.dbt = run_dbt(pipeline, output=dbt_output)
@@ -205,6 +222,7 @@ def _run_locked(
     root: str,
     on_result: Optional[Callable[[MonthResult], None]],
     today: Optional[dt.date],
+    overdue_after: int,
 ) -> RunResult:
     result = RunResult()
 
@@ -220,12 +238,13 @@ def _run_locked(
         schema = trip_schema(taxi)
         known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
         loaded = known.loaded
-        plans = plan_months(client, root, taxi, fmt, months, first, loaded, today=today)
+        plans = plan_months(client, root, taxi, fmt, months, first, loaded, today=today, overdue_after=overdue_after)
         with Prefetcher(schema, load_file) as ahead:  # the next month to load, fetched while this one loads
             for plan, following in _with_next_load(plans):
-                if plan.action == UNREACHABLE:
+                if plan.action in (UNREACHABLE, MISSING):
                     detail = f"{schema.table} {plan.month}: {plan.detail}"
-                    report(MonthResult(schema.table, plan.month, FAILED, detail=detail))
+                    error = ConfigError(detail) if plan.action == MISSING else None  # a wrong root or format: exit 2
+                    report(MonthResult(schema.table, plan.month, FAILED, detail=detail, error=error))
                 elif plan.action in (LOAD, REPLACE):
                     lock.check()
                     current = ahead.take(plan)
@@ -251,6 +270,15 @@ def _run_locked(
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
     return result
+
+
+def _whole_number(key: str, value: Any) -> int:
+    """A setting that counts months: an int ≥ 0 (dlt passes env values as text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"bad sources.taxi.{key} {value!r}: expected a whole number of months (0 turns it off)")
 
 
 def _with_next_load(plans: Iterable[MonthPlan]) -> Iterator[Tuple[MonthPlan, Optional[MonthPlan]]]:
@@ -327,8 +355,9 @@ def _load(
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
-        if find_cause(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt from exc
+        interrupt = find_cause(exc, KeyboardInterrupt)
+        if interrupt is not None:  # Ctrl-C / SIGTERM: stop the run, the month in flight is not kept
+            raise interrupt from None
         detail = f"{label}: {one_line(exc)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
     if month:
@@ -468,9 +497,31 @@ def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
 
 
 def build_models(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> DbtResult:
-    """`dbt build` on a destination without loading anything (under the same run lock as a load)."""
+    """`dbt build` on a destination without loading anything (under the same run lock as a load).
+
+    Raises ConfigError when dbt is missing or no trip month is loaded there (dbt would only fail its tests).
+    """
+    require_dbt()
+    require_database(destination)
     with _opened(destination, on_notice) as (pipeline, _):
+        if not any(_resource_state(pipeline, s.table).get(MONTHS_KEY) for s in TRIP_SCHEMAS.values()):
+            raise ConfigError(f"nothing is loaded into {destination} yet: load some months first, then run dbt")
         return run_dbt(pipeline)
+
+
+def require_database(destination: str) -> None:
+    """Raise ConfigError naming the path when a DuckDB database to read does not exist (instead of creating it).
+
+    `status`, `report` and `dbt` read what is loaded: an empty new file and its lock would only hide a wrong path.
+    """
+    if destination != "duckdb":
+        return
+    path = destination_location(make_destination(destination))
+    if path and not os.path.exists(path):
+        raise ConfigError(
+            f"no DuckDB database at {path}: nothing is loaded there (check DESTINATION__DUCKDB__CREDENTIALS, "
+            "or the working directory for the default taxi_pipeline.duckdb)"
+        )
 
 
 @dataclass
@@ -486,7 +537,11 @@ class LoadedMonth:
 
 
 def status(destination: str = "duckdb") -> List[LoadedMonth]:
-    """What is loaded where: every month in state (restored from the destination) with its destination count."""
+    """What is loaded where: every month in state (restored from the destination) with its destination count.
+
+    Raises ConfigError for a DuckDB database that does not exist (nothing is created).
+    """
+    require_database(destination)
     with _opened(destination) as (pipeline, _):
         out: List[LoadedMonth] = []
         zones = _source_state(pipeline).get(ZONES_KEY)

@@ -7,12 +7,11 @@ own extract then only imports the file that is ready.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from typing import Optional
 
 from taxi_pipeline.helpers import FetchedFile, MonthPlan, fetch
+from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
 from taxi_pipeline.progress import current_collector
 from taxi_pipeline.remote import http_client
 from taxi_pipeline.schemas import TableSchema
@@ -30,7 +29,7 @@ class Prefetch:
 
     def __init__(self, plan: MonthPlan, schema: TableSchema, load_file: Optional[str]) -> None:
         self.plan = plan
-        self._folder = tempfile.mkdtemp(prefix="taxi_pipeline_")
+        self._folder = make_scratch_folder()
         self._stop = threading.Event()
         self._fetched: Optional[FetchedFile] = None
         self._error: Optional[BaseException] = None
@@ -71,7 +70,7 @@ class Prefetch:
         """
         self._stop.set()
         self._thread.join(CLOSE_WAIT)
-        shutil.rmtree(self._folder, ignore_errors=True)
+        remove_scratch_folder(self._folder)
 
     def __enter__(self) -> Prefetch:
         return self

@@ -7,6 +7,7 @@ works from any machine; drawing uses matplotlib's object API (no display, no glo
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -15,10 +16,14 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.errors import ConfigError
 from taxi_pipeline.months import Month, month_range
-from taxi_pipeline.pipeline import make_pipeline, month_counts
+from taxi_pipeline.pipeline import make_pipeline, month_counts, require_database
 from taxi_pipeline.schemas import TRIP_SCHEMAS
 
 MART = "dm_monthly_zone_revenue"
+COLOURS = {"yellow": "#f2b701", "green": "#2ca02c", "fhv": "#1f77b4", "fhvhv": "#9467bd"}
+"""One fixed colour per taxi type, also for the revenue of a dbt service type (lower-cased), in every panel."""
+SPARE_COLOURS = ("#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+"""Colours for series of other names, handed out in name order."""
 DBT_SCHEMA_ENV = "TAXI_DBT_SCHEMA"
 """The schema dbt builds into (see dbt/profiles.yml); `taxi` unless set."""
 
@@ -33,7 +38,11 @@ class ReportData:
 
 
 def report_data(destination: str = "duckdb") -> ReportData:
-    """Trips per `source_month` of every raw trip table, and monthly revenue from the dbt mart if it exists."""
+    """Trips per `source_month` of every raw trip table, and monthly revenue from the dbt mart if it exists.
+
+    Raises ConfigError for a DuckDB database that does not exist (nothing is created).
+    """
+    require_database(destination)
     pipeline = make_pipeline(destination)
     data = ReportData()
     for taxi, schema in TRIP_SCHEMAS.items():
@@ -41,12 +50,13 @@ def report_data(destination: str = "duckdb") -> ReportData:
         if counts:
             data.trips[taxi] = dict(sorted(counts.items()))
     schema_name = os.environ.get(DBT_SCHEMA_ENV, "taxi")
-    sql = (
-        f"SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount) FROM {schema_name}.{MART}"
-        " GROUP BY service_type, revenue_month"
-    )
     try:
-        with pipeline.sql_client() as client:
+        with pipeline.sql_client() as client, client.with_alternative_dataset_name(schema_name):
+            # qualified by the client (with DuckDB's catalog): a file named like the schema cannot make it ambiguous
+            sql = (
+                "SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount)"
+                f" FROM {client.make_qualified_table_name(MART)} GROUP BY service_type, revenue_month"
+            )
             rows = client.execute_sql(sql) or []
     except DatabaseUndefinedRelation:
         rows = []
@@ -59,33 +69,57 @@ def report_data(destination: str = "duckdb") -> ReportData:
     return data
 
 
+def output_path(out: str) -> str:
+    """The file `report --out out` writes: `out`, with `.png` added when it has no extension.
+
+    Raises ConfigError, naming `--out`, when `out` is a folder, its folder does not exist, or matplotlib cannot
+    write its extension; nothing is read or written before that.
+    """
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        raise ConfigError(f"--out {out}: is a folder: give a file name, e.g. {os.path.join(out, 'trips.png')}")
+    path = out if os.path.splitext(out)[1] else f"{out}.png"
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise ConfigError(f"--out {out}: {folder} is a file, not a folder: choose another path")
+        raise ConfigError(f"--out {out}: folder {folder} does not exist: create it first or choose another folder")
+    extension = os.path.splitext(path)[1][1:].lower()
+    supported = sorted(_figure_class()().canvas.get_supported_filetypes())
+    if extension not in supported:
+        raise ConfigError(
+            f"--out {out}: cannot write .{extension} files: end the name in one of .{', .'.join(supported)}"
+        )
+    return path
+
+
 def render(data: ReportData, out: str, title: str) -> Any:
     """Draw `data` into the PNG `out`: trips per month (and revenue per month below it, if any); the Figure.
 
+    Every month of the span is on the x axis; a taxi type without a month has NaN there, so its line breaks
+    instead of crossing the gap. Each taxi type has its colour from COLOURS in every panel.
     Raises ConfigError when there is nothing to draw or matplotlib is missing.
     """
     if not data.trips:
         raise ConfigError("nothing is loaded there yet: load some months first (or check --dest)")
-    try:
-        from matplotlib.dates import ConciseDateFormatter, MonthLocator
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter
-    except ImportError:
-        raise ConfigError("report needs matplotlib: pip install matplotlib") from None
+    figure_class = _figure_class()
+    from matplotlib.dates import ConciseDateFormatter, MonthLocator
+    from matplotlib.ticker import FuncFormatter
 
     panels = 2 if data.revenue else 1
-    fig = Figure(figsize=(11, 4.5 * panels), layout="constrained")
+    fig = figure_class(figsize=(11, 4.5 * panels), layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     series: List[tuple] = [(axes[0], data.trips, "trips per month (rows loaded, by file month)", "trips")]
     if data.revenue:
         series.append((axes[1], data.revenue, "revenue per month (dbt mart, total_amount by pickup month)", "USD"))
-    loaded = sorted({Month.parse(m) for by_month in data.trips.values() for m in by_month})
-    span = len(month_range(loaded[0], loaded[-1]))
+    months = _span(data)
+    days = [dt.date(m.year, m.month, 1) for m in months]
+    colours = _colours([*data.trips, *data.revenue])
     for ax, values, subtitle, unit in series:
-        for name, by_month in values.items():
-            days = [dt.date(m.year, m.month, 1) for m in map(Month.parse, by_month)]
-            ax.plot(days, list(by_month.values()), marker="o", markersize=3, label=name)
-        locator = MonthLocator(interval=max(1, span // 12))  # ticks on months only, about a dozen over the range
+        for name in sorted(values, key=list(colours).index):
+            by_month = values[name]
+            ys = [by_month.get(str(m), math.nan) for m in months]
+            ax.plot(days, ys, marker="o", markersize=3, label=name, color=colours[name])
+        locator = MonthLocator(interval=max(1, len(months) // 12))  # ticks on months only, about a dozen
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         ax.yaxis.set_major_formatter(FuncFormatter(_human))
@@ -98,6 +132,28 @@ def render(data: ReportData, out: str, title: str) -> Any:
     fig.suptitle(title, fontsize=13)
     fig.savefig(out, dpi=100)
     return fig
+
+
+def _figure_class() -> Any:
+    """The matplotlib Figure class; ConfigError when matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError("report needs matplotlib: pip install matplotlib") from None
+    return Figure
+
+
+def _span(data: ReportData) -> List[Month]:
+    """Every month from the first to the last one with trips or revenue, the missing ones included."""
+    known = {Month.parse(m) for values in (data.trips, data.revenue) for by_month in values.values() for m in by_month}
+    return month_range(min(known), max(known))
+
+
+def _colours(names: List[str]) -> Dict[str, str]:
+    """Each name's colour: COLOURS for the taxi types (in their order), spare colours for others by name."""
+    others = sorted(set(names) - set(COLOURS))
+    spare = {name: SPARE_COLOURS[i % len(SPARE_COLOURS)] for i, name in enumerate(others)}
+    return {**{n: c for n, c in COLOURS.items() if n in names}, **spare}
 
 
 def _human(value: float, _pos: Any = None) -> str:

@@ -1,6 +1,6 @@
 """Defaults: public roots of the two file layouts, names of the dataset and pipeline, tunables."""
 
-from typing import Dict
+from typing import Dict, Tuple
 
 CSV = "csv"
 PARQUET = "parquet"
@@ -13,6 +13,16 @@ DEFAULT_BASE_URLS: Dict[str, str] = {
     PARQUET: "https://d37ci6vzurychx.cloudfront.net",
 }
 """Root URL per file format; `sources.taxi.base_url` / `--base-url` replaces it (zones at `{root}/misc/…`)."""
+
+CSV_MIRROR_MONTHS: Dict[str, Tuple[str, str]] = {
+    "yellow": ("2019-01", "2021-07"),
+    "green": ("2019-01", "2021-07"),
+    "fhv": ("2019-01", "2021-07"),
+}
+"""The fixed months of the DataTalksClub CSV.gz mirror per taxi type (no new month ever appears there)."""
+
+OVERDUE_AFTER_MONTHS = 6
+"""A parquet month this many months old is long published (the TLC's lag is about two): its 404 is configuration."""
 
 DEFAULT_START_MONTH = "2019-01"
 """First month an open-ended run loads (`sources.taxi.start_month`)."""

@@ -12,13 +12,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import dlt
 from dlt.extract.resource import DltResource
 
-from taxi_pipeline.errors import DownloadError
-from taxi_pipeline.helpers import LOAD, REPLACE, SKIP, UNREACHABLE, decide, plan_months, read_remote
+from taxi_pipeline.errors import ConfigError, DownloadError
+from taxi_pipeline.helpers import LOAD, MISSING, REPLACE, SKIP, UNREACHABLE, decide, plan_months, read_remote
 from taxi_pipeline.months import Month
 from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
-from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES
+from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, OVERDUE_AFTER_MONTHS
 
 MONTHS_KEY = "months"
 """Resource-state key of a trip resource: month → {etag, last_modified, size, rows, file, loaded_at}."""
@@ -37,6 +37,7 @@ def taxi_source(
     force: bool = False,
     load_files: Optional[str] = None,
     prefetched: Optional[Prefetch] = None,
+    overdue_after_months: int = OVERDUE_AFTER_MONTHS,
 ) -> List[DltResource]:
     """NYC TLC trip records, one resource per taxi type (`yellow_tripdata`, …) and `taxi_zone_lookup`.
 
@@ -53,6 +54,8 @@ def taxi_source(
             of Arrow tables (None).
         prefetched: a month of the (first) taxi type already being fetched with the same `load_files`, used
             instead of downloading it again (see `prefetch`).
+        overdue_after_months: a month this many months old that answers 404 is a wrong `base_url` or
+            `file_format` (ConfigError), not "not published yet"; 0 turns that off. `sources.taxi.overdue_after_months`.
 
     Trip rows are merged with delete-insert on `source_month`, so a month is replaced whole.
     """
@@ -60,7 +63,7 @@ def taxi_source(
     explicit = [Month.parse(m) for m in months] if months is not None else None
     start = Month.parse(start_month)
     resources = [
-        trip_resource(taxi, root, file_format, explicit, start, force, load_files, prefetched)
+        trip_resource(taxi, root, file_format, explicit, start, force, load_files, prefetched, overdue_after_months)
         for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
     ]
     if zones:
@@ -77,6 +80,7 @@ def trip_resource(
     force: bool = False,
     load_files: Optional[str] = None,
     prefetched: Optional[Prefetch] = None,
+    overdue_after: int = OVERDUE_AFTER_MONTHS,
 ) -> DltResource:
     """The raw trip table of one taxi type, as Arrow batches with `source_month` and `source_file` lineage."""
     schema = trip_schema(taxi)
@@ -90,9 +94,13 @@ def trip_resource(
     def trips() -> Iterator[Any]:
         loaded: Dict[str, Any] = dlt.current.resource_state().setdefault(MONTHS_KEY, {})
         client = http_client()
-        for plan in plan_months(client, root, taxi, file_format, months, start, loaded, force=force):
+        for plan in plan_months(
+            client, root, taxi, file_format, months, start, loaded, force=force, overdue_after=overdue_after
+        ):
             if plan.action == UNREACHABLE:
                 raise DownloadError(plan.detail)
+            if plan.action == MISSING:
+                raise ConfigError(plan.detail)
             if plan.action in (LOAD, REPLACE):
                 record: Dict[str, Any] = {}
                 ready = prefetched.result() if prefetched and prefetched.plan.url == plan.url else None

@@ -1,4 +1,4 @@
-"""Run the CLI and freeze it at a named point of a load so a test can `kill -9` it exactly there.
+"""Run the CLI and freeze it at a named point of a load so a test can `kill -9` it (or signal it) exactly there.
 
     python -m tests.killpoint POINT N MARKER -- <taxi_pipeline arguments>
 
@@ -8,8 +8,12 @@ MARKER, sends SIGKILL and checks what a normal rerun makes of what was left behi
 extract     before dlt extracts a month (the file is downloaded and parsed inside extract)
 normalize   extracted: a package with the month's files on local disk, nothing in the destination
 load        normalized: the package is ready to load, nothing in the destination
+job         loading: a trip table's load job, on dlt's loader thread, is about to write the month
 commit      every job of the package (data, state) is in the destination, the load is not recorded as done
 reconcile   the load is complete; before the month's rows are counted against the file's
+
+The N-th call counts calls of that point (for `job`, load jobs of trip tables only). It sleeps
+`KILLPOINT_SECONDS` (default 600), then goes on.
 
 Only the test's copy of the process is patched: the package has no test hooks.
 """
@@ -24,6 +28,7 @@ from typing import Any, Callable, Tuple
 
 
 def _targets() -> dict[str, Tuple[Any, str]]:
+    from dlt.common.destination.client import RunnableLoadJob
     from dlt.load.load import Load
     from dlt.pipeline.pipeline import Pipeline
 
@@ -33,6 +38,7 @@ def _targets() -> dict[str, Tuple[Any, str]]:
         "extract": (Pipeline, "extract"),
         "normalize": (Pipeline, "normalize"),
         "load": (Pipeline, "load"),
+        "job": (RunnableLoadJob, "run_managed"),
         "commit": (Load, "complete_package"),
         "reconcile": (pipeline_mod, "index_month_column"),
     }
@@ -44,12 +50,15 @@ def freeze_at(point: str, nth: int, marker: Path) -> None:
     original: Callable[..., Any] = getattr(owner, name)
     calls = 0
 
+    seconds = float(os.environ.get("KILLPOINT_SECONDS", "600"))
+
     def frozen(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
-        calls += 1
-        if calls == nth:
-            marker.write_text(str(os.getpid()))
-            time.sleep(600)
+        if point != "job" or args[0].job_file_info().table_name.endswith("_tripdata"):
+            calls += 1
+            if calls == nth:
+                marker.write_text(str(os.getpid()))
+                time.sleep(seconds)
         return original(*args, **kwargs)
 
     setattr(owner, name, frozen)

@@ -16,6 +16,7 @@ from taxi_pipeline.cli import build_parser
     [
         (["--taxi", "blue", "--month", "2019-01"], "unknown taxi type 'blue'"),
         (["--taxi", ",", "--month", "2019-01"], "no taxi type given"),
+        (["--taxi", "", "--month", "2019-01"], "no taxi type given"),  # an unset "$TYPES": not the default types
         (["--dest", "bigquery", "--taxi", "green"], "invalid choice: 'bigquery'"),
         (["--taxi", "green", "--month", "2019-1"], "bad month '2019-1'"),
         (["--taxi", "green", "--month", "2019-13"], "bad month '2019-13'"),
@@ -25,6 +26,7 @@ from taxi_pipeline.cli import build_parser
         (["--taxi", "green", "--base-url", "ftp://x"], "bad base URL 'ftp://x'"),
         (["--taxi", "green", "--bogus"], "unrecognized arguments: --bogus"),
         (["status", "--dest", "oracle"], "invalid choice: 'oracle'"),
+        (["load", "--dest", "oracle"], "invalid choice: 'oracle'"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(cli, workdir, args, message):
@@ -128,3 +130,56 @@ def test_ctrl_c_stops_the_run_and_keeps_nothing_of_the_month(workdir, mirror):
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
     assert mirror.gets("2019-02") == 0, "months after an interrupt must not be loaded"
+
+
+def test_load_is_an_explicit_command_with_the_same_options(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 5)
+    r = cli("load", "--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "-q")
+    assert r.code == 0 and r.out == "", r  # -q is --quiet
+    assert duck("select count(*) from taxi_raw.green_tripdata") == [(5,)]
+
+
+def test_option_values_are_case_insensitive_alike(mirror, cli, duck):
+    mirror.trips("green", "2019-01", 5, fmt="parquet")
+    r = cli(
+        "--base-url", mirror.url, "--dest", "DuckDB", "--format", "PARQUET", "--taxi", "GREEN", "--month", "2019-01"
+    )
+    assert r.code == 0, r
+    assert duck("select count(*) from taxi_raw.green_tripdata") == [(5,)]
+    assert cli("status", "--dest", "DUCKDB").code == 0
+
+
+def test_top_level_help_lists_every_command(capsys):
+    from taxi_pipeline.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert all(f"taxi-pipeline {command}" in out for command in ("status", "report", "dbt")), out
+    assert "[load]" in out
+
+
+def test_dbt_without_the_extra_fails_before_loading_anything(mirror, cli, workdir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("dbt") else real(name, *a)
+    )
+    mirror.trips("green", "2019-01", 5)
+    for args in (["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt"], ["dbt"]):
+        r = cli(*args)
+        assert r.code == 2, r
+        assert r.err == "error: --dbt needs dbt: pip install 'taxi-pipeline[dbt]'\n", r
+    assert not mirror.requests, "nothing is downloaded"
+    assert not (workdir / "taxi_pipeline.duckdb").exists()
+
+
+def test_dbt_on_a_database_without_trips_says_so_instead_of_building(mirror, cli, workdir):
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-05")  # only the zones load
+    assert r.code == 0 and "not published" in r.out, r
+    r = cli("dbt")
+    assert r.code == 2, r
+    assert r.err == "error: nothing is loaded into duckdb yet: load some months first, then run dbt\n", r
+    assert "dbt" not in r.out.lower()  # dbt never started

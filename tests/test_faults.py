@@ -192,6 +192,73 @@ def test_kill_9_while_replacing_a_republished_month_keeps_one_version(mirror, wo
     assert_exact_and_settled(workdir, mirror, target, {**MONTHS, "2019-02": 25})
 
 
+# --- Ctrl-C and SIGTERM -------------------------------------------------------------------------------------------
+
+# A real signal while February is at each step: in the main thread (extract … reconcile) and on dlt's loader thread
+# while the month is written (`job`, where dlt used to swallow the signal and finish the month). Both signals at the
+# step that matters most, one of them at each other step.
+SIGNAL_CASES = [
+    ("extract", signal.SIGINT),
+    ("normalize", signal.SIGTERM),
+    ("load", signal.SIGINT),
+    ("job", signal.SIGINT),
+    ("job", signal.SIGTERM),
+    ("commit", signal.SIGTERM),
+    ("reconcile", signal.SIGINT),
+]
+FROZEN_SECONDS = 60
+"""How long a step stays frozen: a run that waited for the step instead of stopping would outlive `STOPPED_WITHIN`."""
+STOPPED_WITHIN = 30
+
+
+def stop_with_signal(workdir: Path, mirror, target: Target, monkeypatch, args, point: str, nth: int, sig: int):
+    """Run the CLI frozen at the `nth` call of `point`, send `sig` there; the finished process."""
+    tmp = workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(tmp))  # where the run's downloads and load files go
+    monkeypatch.setenv("KILLPOINT_SECONDS", str(FROZEN_SECONDS))
+    marker = workdir / "frozen"
+    marker.unlink(missing_ok=True)
+    proc = spawn(workdir, mirror, target, *args, via=[point, str(nth), str(marker)])
+    wait_for(lambda: marker.exists() or proc.poll() is not None, f"the run to reach {point}")
+    assert proc.poll() is None, finish(proc)
+    proc.send_signal(sig)
+    stopped = finish(proc, timeout=STOPPED_WITHIN)  # long before the frozen step would have gone on
+    name = signal.Signals(sig).name
+    assert stopped.returncode == 1, stopped
+    errors = messages(stopped.stderr)
+    assert len(errors) == 1 and errors[0].startswith(f"error: interrupted by {name}"), stopped
+    assert "Traceback" not in stopped.stderr
+    assert not list(tmp.iterdir()), "downloads and load files of the stopped run were left behind"
+    return stopped
+
+
+@pytest.mark.parametrize("point, sig", SIGNAL_CASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in SIGNAL_CASES])
+def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir, target, monkeypatch, point, sig):
+    """Exit 1 at once, one line; January kept, February absent or whole, March never loaded; the rerun is exact."""
+    publish_backfill(mirror)
+    nth = {"job": 2, "reconcile": 2}.get(point, 3)  # February's (see FEBRUARY_CALL; `job` counts trip jobs only)
+    stopped = stop_with_signal(workdir, mirror, target, monkeypatch, BACKFILL, point, nth, sig)
+    counts = target.counts()
+    assert counts.get("2019-01") == 30 and counts.get("2019-02") in (None, 20) and "2019-03" not in counts, counts
+    assert "2019-03" not in stopped.stdout, "a month after the signal was started"
+
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+def test_sigterm_while_replacing_a_month_keeps_its_previous_rows(mirror, workdir, target, monkeypatch):
+    publish_backfill(mirror)
+    assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
+    mirror.trips("green", "2019-02", 25, seed=1)  # republished: February's replacement is the first trip job
+    stop_with_signal(workdir, mirror, target, monkeypatch, BACKFILL, "job", 1, signal.SIGTERM)
+    assert target.counts() == MONTHS
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, {**MONTHS, "2019-02": 25})
+
+
 # --- two runs at once ---------------------------------------------------------------------------------------------
 
 

@@ -228,9 +228,56 @@ def test_status_lists_loaded_months_with_rows_and_fingerprints(mirror, cli):
     assert etag in lines["green_tripdata 2019-02"]
 
 
-def test_status_on_empty_destination(cli):
+def test_status_on_empty_destination(cli, workdir):
+    import duckdb
+
+    duckdb.connect(str(workdir / "taxi_pipeline.duckdb")).close()
     r = cli("status")
     assert r.code == 0 and "nothing loaded" in r.out
+
+
+@pytest.mark.parametrize("command", [["status"], ["report", "--out", "trips.png"], ["dbt"]])
+def test_reading_a_duckdb_file_that_does_not_exist_names_it_and_creates_nothing(cli, workdir, monkeypatch, command):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(workdir / "typo.duckdb"))
+    r = cli(*command)
+    assert r.code == 2, r
+    assert messages(r.err) == [f"error: no DuckDB database at {workdir / 'typo.duckdb'}: nothing is loaded there "
+                               "(check DESTINATION__DUCKDB__CREDENTIALS, or the working directory for the default "
+                               "taxi_pipeline.duckdb)"], r.err  # fmt: skip
+    assert sorted(p.name for p in workdir.iterdir()) == [], "status/report/dbt created files"
+
+
+# DuckDB names a file's catalog after the file: `taxi_raw.duckdb` is catalog `taxi_raw` beside the schema `taxi_raw`
+# (and `taxi_raw_staging.duckdb` beside the staging schema of a replacement), where an unqualified name is ambiguous.
+@pytest.mark.parametrize("file", ["taxi_raw.duckdb", "taxi_raw_staging.duckdb"])
+def test_a_duckdb_file_named_like_a_schema_loads_replaces_and_reports(mirror, cli, workdir, monkeypatch, file):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(workdir / file))
+    mirror.trips("green", "2019-01", 11)
+    mirror.trips("green", "2019-02", 12)
+    args = ["--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    assert load(cli, mirror, *args).code == 0
+    mirror.trips("green", "2019-02", 7, seed=1)  # republished: replaced through the staging schema
+    r = load(cli, mirror, *args)
+    assert r.code == 0 and "replaced" in r.out, r
+    status = cli("status", "--json")
+    assert status.code == 0, status
+    import json
+
+    got = {f["month"]: f["rows_in_destination"] for f in json.loads(status.out)["files"] if f["month"]}
+    assert got == {"2019-01": 11, "2019-02": 7}
+
+
+def test_a_duckdb_file_named_like_the_dbt_schema_builds_and_reports(mirror, cli, workdir, monkeypatch):
+    pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(workdir / "taxi.duckdb"))  # dbt builds schema `taxi`
+    mirror.trips("green", "2019-01", 40)
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01", "--dbt", "--quiet")
+    assert r.code == 0, r
+    from taxi_pipeline.report import report_data
+
+    data = report_data("duckdb")
+    assert data.trips == {"green": {"2019-01": 40}} and set(data.revenue) == {"green"}, data
+    assert cli("report", "--out", str(workdir / "trips.png")).code == 0
 
 
 @pytest.mark.parametrize("corrupt", [b"not gzip at all", gzip.compress(b"")])

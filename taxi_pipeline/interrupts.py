@@ -1,0 +1,121 @@
+"""Ctrl-C and SIGTERM stop a run at once, keep nothing of the month in flight, and exit 1.
+
+dlt catches the first SIGINT/SIGTERM while it normalizes and loads, only raises a flag between its steps and
+forgets it when the step ends: a signal that arrives while a month is written would be swallowed and the run
+would go on. The package therefore turns dlt's interception off for its pipelines (`make_pipeline`) and the CLI
+runs under `stop_on_signals`: either signal raises `Interrupted` in the main thread, wherever it is.
+
+A database statement already running on one of dlt's loader threads cannot be interrupted from Python, and dlt
+waits for its loader threads as the exception unwinds. So a run that has not ended `STOP_GRACE` seconds after
+the signal ends its process itself (exit 1) once it has removed its scratch folders: what it leaves is what
+`kill -9` leaves, which the next run recovers from (the fault suite proves it at every step of a load): the
+statement's transaction is rolled back by the database, dlt's unfinished package is discarded, the month is
+loaded again. A second signal ends the process the same way without waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from typing import Any, Iterator, List, Optional, Set
+
+STOP_GRACE = 2.0
+"""Seconds a stopped run may take to unwind before its process ends itself."""
+EXIT_INTERRUPTED = 1
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_scratch: Set[str] = set()
+_lock = threading.Lock()
+_reported = threading.Event()
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM (a scheduler's kill or timeout)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+def interrupted_message(exc: BaseException) -> str:
+    """The one line a stopped run prints."""
+    name = getattr(exc, "signal_name", "SIGINT")
+    return f"interrupted by {name}: loaded months are kept, the month in flight is not; run again to go on"
+
+
+def mark_reported() -> None:
+    """Tell a later forced stop that the run's error line is printed already."""
+    _reported.set()
+
+
+def make_scratch_folder(prefix: str = "taxi_pipeline_") -> str:
+    """A new temporary folder for downloads and load files, removed by a forced stop if still there."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    with _lock:
+        _scratch.add(folder)
+    return folder
+
+
+def remove_scratch_folder(folder: str) -> None:
+    """Remove a folder made by `make_scratch_folder`."""
+    with _lock:
+        _scratch.discard(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str = "taxi_pipeline_") -> Iterator[str]:
+    """`make_scratch_folder` for the block, removed after it."""
+    folder = make_scratch_folder(prefix)
+    try:
+        yield folder
+    finally:
+        remove_scratch_folder(folder)
+
+
+def _force_stop(signal_name: str) -> None:
+    """End the process now: remove the scratch folders, say why (once), exit 1 without waiting for threads."""
+    with _lock:
+        folders = list(_scratch)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not _reported.is_set():
+        line = f"error: {interrupted_message(Interrupted(signal.Signals[signal_name]))}\n"
+        with contextlib.suppress(OSError):
+            os.write(2, line.encode())
+    os._exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread for the block; see the module docstring.
+
+    After the first signal, the process ends itself if it is still alive `grace` seconds later (the timer
+    outlives the block, so a process held open by a loader thread ends too); a second signal ends it at once.
+    A no-op outside the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: List[str] = []
+
+    def handler(signum: int, _frame: Optional[Any]) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            _force_stop(received[0])
+        received.append(name)
+        timer = threading.Timer(grace, _force_stop, (name,))
+        timer.daemon = True
+        timer.start()
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
