@@ -99,7 +99,7 @@ def _dest_argument(parser: argparse.ArgumentParser) -> None:
 
 def parse_command_line(argv: Sequence[str]) -> Tuple[str, argparse.Namespace]:
     """Parse any command line of the CLI: `(command, args)` with command `load`, `status`, `report` or `dbt`."""
-    if argv[:1] == ["load"]:
+    if list(argv[:1]) == ["load"]:
         return "load", build_parser().parse_args(list(argv[1:]))
     if argv[:1] and argv[0] in SUBCOMMANDS:
         return argv[0], build_subcommand_parser(argv[0]).parse_args(list(argv[1:]))
@@ -169,6 +169,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             progress=out.progress(),
             dbt_output=out.dbt_log,
         )
+        return _finish(out, result, debug)  # inside the try: a signal while printing is still one line
     except TaxiPipelineError as exc:
         if out is not None:
             out.failed(redact(one_line(exc)))
@@ -184,16 +185,18 @@ def _main(args_list: List[str], debug: bool) -> int:
         if out is not None:
             out.failed(redact(one_line(exc)))
         return _fail(exc, EXIT_FAILED, debug)
+
+
+def _finish(out: _Output, result: RunResult, debug: bool) -> int:
+    """Print a finished run's summary and its failures; the exit code."""
     out.summary(result)
-    if not result.ok:
-        for failure in result.failures:
-            if debug and failure.error is not None:
-                _print_traceback(failure.error)
-            print(f"error: {redact(failure.detail)}", file=sys.stderr)
-        if result.dbt is not None and not result.dbt.success:
-            print(f"error: {_dbt_failure(result.dbt)}", file=sys.stderr)
-        return result.exit_code
-    return EXIT_OK
+    for failure in result.failures:
+        if debug and failure.error is not None:
+            _print_traceback(failure.error)
+        print(f"error: {redact(failure.detail)}", file=sys.stderr)
+    if result.dbt is not None and not result.dbt.success:
+        print(f"error: {_dbt_failure(result.dbt)}", file=sys.stderr)
+    return result.exit_code
 
 
 def _notice(message: str) -> None:

@@ -78,11 +78,11 @@ def _missing_detail(client: Client, root: str, taxi: str, month: str, file_forma
     hint = (
         f"it is at {other_url}: use --format {other}"
         if elsewhere
-        else "check --base-url (sources.taxi.base_url) and --format: csv files are at {root}/<taxi>/, "
-        "parquet files at {root}/trip-data/"
+        else f"check --base-url (sources.taxi.base_url) and --format: with root {root}, csv files are at "
+        f"{root}/{taxi}/, parquet files at {root}/trip-data/"
     )
     published = f"{taxi} {month} was published long ago in the {file_format} layout"
-    return f"{url} is not there (HTTP 404), but {published}; {hint}"
+    return f"{url} is not there (HTTP 404/403: not found), but {published}; {hint}"
 
 
 @dataclass(frozen=True)

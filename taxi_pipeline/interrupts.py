@@ -9,8 +9,9 @@ A database statement already running on one of dlt's loader threads cannot be in
 waits for its loader threads as the exception unwinds. So a run that has not ended `STOP_GRACE` seconds after
 the signal ends its process itself (exit 1) once it has removed its scratch folders: what it leaves is what
 `kill -9` leaves, which the next run recovers from (the fault suite proves it at every step of a load): the
-statement's transaction is rolled back by the database, dlt's unfinished package is discarded, the month is
-loaded again. A second signal ends the process the same way without waiting.
+statement's transaction is never committed (the database discards it when it sees the connection gone: Postgres
+once the statement ends, Snowflake may let a detached query run on first), dlt's unfinished package is
+discarded, the month is loaded again. A second signal ends the process the same way without waiting.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ EXIT_INTERRUPTED = 1
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _scratch: Set[str] = set()
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a second signal may arrive while the main thread holds it
 _reported = threading.Event()
 
 
@@ -62,9 +63,9 @@ def make_scratch_folder(prefix: str = "taxi_pipeline_") -> str:
 
 def remove_scratch_folder(folder: str) -> None:
     """Remove a folder made by `make_scratch_folder`."""
+    shutil.rmtree(folder, ignore_errors=True)  # first: a forced stop meanwhile still knows the folder
     with _lock:
         _scratch.discard(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -94,14 +95,17 @@ def _force_stop(signal_name: str) -> None:
 def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` in the main thread for the block; see the module docstring.
 
-    After the first signal, the process ends itself if it is still alive `grace` seconds later (the timer
-    outlives the block, so a process held open by a loader thread ends too); a second signal ends it at once.
-    A no-op outside the main thread.
+    After the first signal, the process ends itself if it is still alive `grace` seconds later; a second signal
+    ends it at once. A run that unwinds to the end of the block has nothing left to wait for (dlt joins its loader
+    threads as the exception passes), so the timer is cancelled there: a caller of the CLI in its own process
+    lives on. A signal its parent set to be ignored (SIGINT of a background job) stays ignored. A no-op outside
+    the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: List[str] = []
+    timers: List[threading.Timer] = []
 
     def handler(signum: int, _frame: Optional[Any]) -> None:
         name = signal.Signals(signum).name
@@ -111,11 +115,17 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
         timer = threading.Timer(grace, _force_stop, (name,))
         timer.daemon = True
         timer.start()
+        timers.append(timer)
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig, old in previous.items():
+        if old is not signal.SIG_IGN:
+            signal.signal(sig, handler)
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        for timer in timers:  # unwound this far: dlt has joined its loader threads, nothing is left to wait for
+            timer.cancel()

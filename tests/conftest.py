@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
+import threading
 from collections import Counter
 from email.utils import formatdate
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import duckdb
 import pytest
@@ -29,6 +29,7 @@ class Mirror:
         self.requests: Counter = Counter()
         self.head_mode: Optional[object] = None  # a status for every HEAD, or "no-length"
         self.delay: Dict[str, float] = {}  # seconds to wait before answering a GET of a path
+        self.released = threading.Event()  # set: delayed answers go out now (the fixture sets it at teardown)
         self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
         self._version = 0
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
@@ -70,7 +71,7 @@ class Mirror:
         self.requests[(request.method, request.path)] += 1
         self.encodings.append(request.headers.get("Accept-Encoding"))
         if request.method == "GET" and request.path in self.delay:
-            time.sleep(self.delay[request.path])
+            self.released.wait(self.delay[request.path])
         pending = self.faults.get(request.path)
         if pending:
             return Response("unavailable", status=pending.pop(0))
@@ -86,11 +87,12 @@ class Mirror:
 
 
 @pytest.fixture
-def mirror(httpserver) -> Mirror:
+def mirror(httpserver) -> Iterator[Mirror]:
     """A TLC mirror with the zone lookup published."""
     m = Mirror(httpserver)
     m.zones()
-    return m
+    yield m
+    m.released.set()  # no delayed answer keeps the server's shutdown waiting
 
 
 @pytest.fixture(autouse=True)

@@ -183,3 +183,29 @@ def test_dbt_on_a_database_without_trips_says_so_instead_of_building(mirror, cli
     assert r.code == 2, r
     assert r.err == "error: nothing is loaded into duckdb yet: load some months first, then run dbt\n", r
     assert "dbt" not in r.out.lower()  # dbt never started
+
+
+def test_an_interrupted_call_in_process_leaves_its_process_alive(workdir, mirror, capsys):
+    """`main()` in a process of its own caller (tests, embedders): Ctrl-C stops the run, not the caller."""
+    import signal
+    import threading
+    import time
+
+    from taxi_pipeline import interrupts
+    from taxi_pipeline.cli import main
+
+    mirror.trips("green", "2019-01", 10)
+    mirror.delay["/green/green_tripdata_2019-01.csv.gz"] = 3
+
+    def ctrl_c_during_the_download() -> None:
+        deadline = time.monotonic() + 60
+        while not mirror.gets("2019-01") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=ctrl_c_during_the_download, daemon=True).start()
+    code = main(["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01"])
+    assert code == 1 and "error: interrupted by SIGINT" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before
+    time.sleep(interrupts.STOP_GRACE + 1)  # a stop timer left armed would have ended this process by now

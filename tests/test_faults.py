@@ -248,6 +248,30 @@ def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir,
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
 
 
+def test_sigterm_during_a_stalled_download_stops_at_once(mirror, workdir, target, monkeypatch):
+    """February's GET hangs (fetched ahead while January loads): SIGTERM ends the run at once all the same."""
+    publish_backfill(mirror)
+    mirror.delay[FEB] = FROZEN_SECONDS
+    tmp = workdir / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    proc = spawn(workdir, mirror, target, *BACKFILL)
+    wait_for(lambda: mirror.gets("2019-02") or proc.poll() is not None, "February's download")
+    assert proc.poll() is None, finish(proc)
+    proc.send_signal(signal.SIGTERM)
+    stopped = finish(proc, timeout=STOPPED_WITHIN)
+    errors = messages(stopped.stderr)
+    assert stopped.returncode == 1 and len(errors) == 1, stopped
+    assert errors[0].startswith("error: interrupted by SIGTERM"), stopped
+    assert not list(tmp.iterdir()), "the stopped run's downloads were left behind"
+    assert target.counts() in ({}, {"2019-01": 30})
+    del mirror.delay[FEB]
+    mirror.released.set()
+    rerun = run_cli(workdir, mirror, target, *BACKFILL)
+    assert rerun.returncode == 0, rerun
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
 def test_sigterm_while_replacing_a_month_keeps_its_previous_rows(mirror, workdir, target, monkeypatch):
     publish_backfill(mirror)
     assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0

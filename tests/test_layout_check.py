@@ -31,7 +31,7 @@ def test_parquet_run_against_the_csv_layout_exits_2_and_names_the_fix(mirror, cl
     r = load(cli, mirror, "--format", "parquet", "--taxi", "green", "--month", "2019-01")
     assert r.code == 2, r
     (line,) = messages(r.err)
-    assert line.startswith("error: green_tripdata 2019-01: ") and "HTTP 404" in line, line
+    assert line.startswith("error: green_tripdata 2019-01: ") and "not found" in line, line
     assert "published long ago in the parquet layout" in line and "use --format csv" in line, line
     assert "not published" not in r.out
 
@@ -50,6 +50,7 @@ def test_a_wrong_root_in_an_open_ended_run_exits_2_at_its_first_month(mirror, cl
     assert r.code == 2, r
     (line,) = messages(r.err)
     assert "green_tripdata 2023-01" in line and "check --base-url" in line and "--format" in line, line
+    assert f"csv files are at {mirror.url}/green/, parquet files at {mirror.url}/trip-data/" in line, line
     assert [p for (_, p) in mirror.requests if "tripdata" in p] == [
         "/trip-data/green_tripdata_2023-01.parquet",
         "/green/green_tripdata_2023-01.csv.gz",  # the other layout, asked once for the hint
