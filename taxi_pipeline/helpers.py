@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import itertools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import dlt
 import pyarrow as pa
@@ -16,7 +19,7 @@ from dlt.sources.helpers.requests import Client
 
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.interrupts import scratch_folder
-from taxi_pipeline.months import Month, months_from
+from taxi_pipeline.months import Month, month_spans, months_from
 from taxi_pipeline.progress import DONE, DOWNLOADED, ROWS, report
 from taxi_pipeline.remote import Fingerprint, download, file_name, probe, trip_url
 from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
@@ -25,6 +28,7 @@ from taxi_pipeline.settings import (
     CSV_MIRROR_MONTHS,
     OVERDUE_AFTER_MONTHS,
     PARQUET,
+    PROBE_THREADS,
     READ_AHEAD_BATCHES,
     ROWS_PER_ITEM,
 )
@@ -122,38 +126,97 @@ def plan_months(
 
     Every month is checked with a HEAD: new ones are loaded, unchanged ones skipped, republished ones replaced,
     404s reported as not published, or as `missing` where the month is `long_published` (a wrong root or
-    format). Without `months` the run is open-ended: it walks from `start` (or the taxi type's first published
-    month, if later) to the current month and stops at the first month that is not published or cannot be
-    checked. `force` loads explicit months without asking the server or the state. `overdue_after`: see
+    format). Without `months` the run is open-ended, a catch-up: it walks from `start` (or the taxi type's first
+    published month, if later) to the current month. In the parquet layout (the live TLC feed) it walks past a
+    month not published yet, since the TLC now and then publishes a month after the ones that follow it; in
+    the csv layout (a fixed mirror) it stops at the first month that is not there. Either stops at a month that
+    cannot be checked or is `missing`. HEADs run `PROBE_THREADS` at a time, except in a walk that stops at the
+    first gap. `force` loads explicit months without asking the server or the state. `overdue_after`: see
     `long_published`.
     """
     first = Month.parse(trip_schema(taxi).first_month)
-    for month in months if months is not None else months_from(max(start, first), today):
-        key = str(month)
-        url = trip_url(root, taxi, key, file_format)
-        name = file_name(taxi, key, file_format)
-        if month < first:
-            yield MonthPlan(key, url, name, NOT_AVAILABLE, detail=f"{taxi} trip data starts {first}")
-            continue
-        if force and months is not None:
-            yield MonthPlan(key, url, name, LOAD)
-            continue
+    walk = months if months is not None else list(months_from(max(start, first), today))
+    stop_at_gap = months is None and file_format == CSV
+    planned = [(m, trip_url(root, taxi, str(m), file_format), file_name(taxi, str(m), file_format)) for m in walk]
+    to_probe = [url for m, url, _ in planned if m >= first and not (force and months is not None)]
+    probes = _probed(client, to_probe, 1 if stop_at_gap else PROBE_THREADS)
+    with contextlib.closing(probes):
+        for month, url, name in planned:
+            key = str(month)
+            if month < first:
+                yield MonthPlan(key, url, name, NOT_AVAILABLE, detail=f"{taxi} trip data starts {first}")
+                continue
+            if force and months is not None:
+                yield MonthPlan(key, url, name, LOAD)
+                continue
+            remote, error = next(probes)
+            if error is not None:
+                yield MonthPlan(key, url, name, UNREACHABLE, detail=str(error))
+                if months is None:
+                    return
+                continue
+            if remote is None and long_published(taxi, month, file_format, today, overdue_after):
+                detail = _missing_detail(client, root, taxi, key, file_format, url)
+                yield MonthPlan(key, url, name, MISSING, detail=detail)
+                if months is None:
+                    return
+                continue
+            plan = MonthPlan(key, url, name, decide(remote, loaded.get(key)), remote)
+            yield plan
+            if stop_at_gap and plan.action == NOT_PUBLISHED:
+                return
+
+
+def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan]) -> Optional[str]:
+    """What a catch-up (open-ended) walk waits for, or None when every month it checked is there.
+
+    Parquet: the newest published month and the months not published yet. CSV: past the DataTalksClub mirror's
+    fixed range, that no newer month will appear there and `--format parquet` has them.
+    """
+    waiting = [p.month for p in plans if p.action == NOT_PUBLISHED]
+    if not waiting:
+        return None
+    table = trip_schema(taxi).table
+    mirror = CSV_MIRROR_MONTHS.get(taxi)
+    if file_format == CSV and mirror is not None and Month.parse(waiting[0]) > Month.parse(mirror[1]):
+        return (
+            f"{table}: the csv mirror is a fixed copy of {mirror[0]}..{mirror[1]}, no newer month will appear there; "
+            "newer months are published as parquet: use --format parquet (sources.taxi.file_format)"
+        )
+    there = [p.month for p in plans if p.action in (LOAD, REPLACE, SKIP)]
+    newest = max(there, key=Month.parse) if there else "none"
+    return (
+        f"{table}: newest published month {newest}; not published yet: {month_spans(waiting)} (the TLC publishes "
+        "a month about two months after it ends; the next run loads it once it is there)"
+    )
+
+
+def _probed(
+    client: Client, urls: List[str], at_once: int
+) -> Iterator[Tuple[Optional[Fingerprint], Optional[DownloadError]]]:
+    """`(fingerprint, error)` of a HEAD of each URL, in order, with up to `at_once` requests in flight.
+
+    With 1, each request is sent only when its answer is asked for (a walk that may stop early sends no more).
+    """
+
+    def one(url: str) -> Tuple[Optional[Fingerprint], Optional[DownloadError]]:
         try:
-            remote = probe(client, url)
+            return probe(client, url), None
         except DownloadError as exc:
-            yield MonthPlan(key, url, name, UNREACHABLE, detail=str(exc))
-            if months is None:
-                return
-            continue
-        if remote is None and long_published(taxi, month, file_format, today, overdue_after):
-            yield MonthPlan(key, url, name, MISSING, detail=_missing_detail(client, root, taxi, key, file_format, url))
-            if months is None:
-                return
-            continue
-        plan = MonthPlan(key, url, name, decide(remote, loaded.get(key)), remote)
-        yield plan
-        if months is None and plan.action == NOT_PUBLISHED:
-            return
+            return None, exc
+
+    if at_once <= 1 or len(urls) <= 1:
+        yield from map(one, urls)
+        return
+    queued = iter(urls)
+    with ThreadPoolExecutor(at_once, thread_name_prefix="taxi-head") as pool:
+        pending = collections.deque(pool.submit(one, url) for url in itertools.islice(queued, at_once))
+        while pending:
+            answer = pending.popleft().result()
+            following = next(queued, None)
+            if following is not None:
+                pending.append(pool.submit(one, following))
+            yield answer
 
 
 @dataclass

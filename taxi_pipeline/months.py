@@ -54,6 +54,17 @@ def month_range(start: Month, end: Month) -> List[Month]:
     return months
 
 
+def month_spans(months: List[str]) -> str:
+    """`YYYY-MM` months as consecutive spans: `2024-05, 2024-10..2024-12`."""
+    spans: List[List[Month]] = []
+    for month in sorted({Month.parse(m) for m in months}):
+        if spans and spans[-1][-1].next() == month:
+            spans[-1][-1] = month
+        else:
+            spans.append([month, month])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
 def months_from(start: Month, today: Optional[dt.date] = None) -> Iterator[Month]:
     """Months from `start` up to the current month (the open-ended walk; callers stop at the first unpublished)."""
     last = Month.of(today or dt.date.today())

@@ -49,6 +49,7 @@ from taxi_pipeline.helpers import (
     MonthPlan,
     decide,
     plan_months,
+    walk_notice,
 )
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
@@ -203,7 +204,9 @@ def run(
         if pipeline.has_pending_data:
             # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
             pipeline.abort_packages()
-        result = _run_locked(pipeline, lock, taxis, months, first, fmt, root, on_result, today, overdue_after)
+        result = _run_locked(
+            pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
+        )
         if dbt:
             if result.ok:
                 result.dbt = run_dbt(pipeline, output=dbt_output)
@@ -221,6 +224,7 @@ def _run_locked(
     fmt: str,
     root: str,
     on_result: Optional[Callable[[MonthResult], None]],
+    on_notice: Optional[Callable[[str], None]],
     today: Optional[dt.date],
     overdue_after: int,
 ) -> RunResult:
@@ -239,8 +243,9 @@ def _run_locked(
         known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
         loaded = known.loaded
         plans = plan_months(client, root, taxi, fmt, months, first, loaded, today=today, overdue_after=overdue_after)
+        walked: List[MonthPlan] = []
         with Prefetcher(schema, load_file) as ahead:  # the next month to load, fetched while this one loads
-            for plan, following in _with_next_load(plans):
+            for plan, following in _with_next_load(_recorded(plans, walked)):
                 if plan.action in (UNREACHABLE, MISSING):
                     detail = f"{schema.table} {plan.month}: {plan.detail}"
                     error = ConfigError(detail) if plan.action == MISSING else None  # a wrong root or format: exit 2
@@ -269,7 +274,17 @@ def _run_locked(
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
+        notice = walk_notice(taxi, fmt, walked) if months is None else None
+        if notice and on_notice:
+            on_notice(notice)
     return result
+
+
+def _recorded(plans: Iterable[MonthPlan], into: List[MonthPlan]) -> Iterator[MonthPlan]:
+    """`plans` as they are, each also appended to `into`."""
+    for plan in plans:
+        into.append(plan)
+        yield plan
 
 
 def _whole_number(key: str, value: Any) -> int:

@@ -45,6 +45,9 @@ CSV_BLOCK_SIZE = 4 << 20
 PARQUET_BATCH_ROWS = 256_000
 """Rows per Arrow batch read from parquet."""
 
+PROBE_THREADS = 8
+"""HEAD requests in flight at once while a run checks its months (a catch-up checks every month since its start)."""
+
 DOWNLOAD_CHUNK = 1 << 20
 """Bytes written per chunk while streaming a download to disk."""
 

@@ -80,6 +80,17 @@ def rows_loaded(result: RunResult) -> int:
     return sum(r.rows or 0 for r in result.results if r.outcome in (LOADED, REPLACED))
 
 
+def newest_months(result: RunResult) -> Dict[str, str]:
+    """Per taxi type, the newest month this run found in the destination (loaded, replaced or skipped)."""
+    newest: Dict[str, str] = {}
+    for r in result.results:
+        if r.month and r.outcome in (LOADED, REPLACED, SKIPPED):
+            taxi = r.table.removesuffix("_tripdata")
+            if taxi not in newest or Month.parse(r.month) > Month.parse(newest[taxi]):
+                newest[taxi] = r.month
+    return newest
+
+
 def as_dict(result: RunResult, destination: str) -> Dict[str, Any]:
     """The machine-readable summary `--json` prints: every file's outcome, totals, dbt."""
     return {
@@ -98,15 +109,17 @@ def as_dict(result: RunResult, destination: str) -> Dict[str, Any]:
         ],
         "totals": totals(result),
         "rows_loaded": rows_loaded(result),
+        "newest_months": newest_months(result),
         "dbt": None if result.dbt is None else {"success": result.dbt.success, "failures": result.dbt.failures},
     }
 
 
 def kestra_line(result: RunResult, destination: str) -> str:
-    """One `::{…}::` line: outputs (ok, totals, rows loaded, outcome per file) and metrics per loaded file.
+    """One `::{…}::` line: outputs (ok, totals, rows loaded, outcome per file, newest months) and metrics.
 
-    Metrics: counter `rows` and timer `seconds` per loaded or replaced file, tagged with table and month, plus
-    counters of files per outcome; outputs are usable downstream as `{{ outputs.<task>.vars.rows_loaded }}`.
+    `newest_months`: per taxi type, the newest month in the destination. Metrics: counter `rows` and timer
+    `seconds` per loaded or replaced file, tagged with table and month, plus counters of files per outcome;
+    outputs are usable downstream as `{{ outputs.<task>.vars.rows_loaded }}`.
     """
     outputs = {
         "ok": result.ok,
@@ -114,6 +127,7 @@ def kestra_line(result: RunResult, destination: str) -> str:
         "rows_loaded": rows_loaded(result),
         "totals": totals(result),
         "files": {file_label(r.table, r.month): r.outcome for r in result.results},
+        "newest_months": newest_months(result),
     }
     metrics: List[Dict[str, Any]] = []
     for r in result.results:

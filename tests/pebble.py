@@ -1,10 +1,10 @@
 """A tiny renderer for the Pebble expressions our Kestra flows use, to check them offline.
 
 Supports: literals ('text', numbers, true/false), dotted names (inputs.x, vars.x, trigger.date,
-execution.startDate), `a ?? b`, `a == b`, `cond ? a : b`, parentheses, the filters `dateAdd(n, 'UNIT')` and
-`date('java pattern')`, and the functions `render(x)` and `secret('NAME')` (rendered as `<secret:NAME>` and
-recorded). Anything else raises, so a flow that uses a construct this does not know fails its test instead of
-passing unchecked. Like Pebble, a ternary evaluates only the branch it picks.
+execution.startDate), `a ?? b`, `a == b`, `cond ? a : b`, parentheses, the filters `dateAdd(n, 'UNIT')`,
+`date('java pattern')` and `join('separator')`, and the functions `render(x)` and `secret('NAME')` (rendered
+as `<secret:NAME>` and recorded). Anything else raises, so a flow that uses a construct this does not know
+fails its test instead of passing unchecked. Like Pebble, a ternary evaluates only the branch it picks.
 """
 
 from __future__ import annotations
@@ -147,6 +147,10 @@ class _Parser:
             for java, py in (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d")):
                 pattern = pattern.replace(java, py)
             return value.strftime(pattern)
+        if name == "join":  # a MULTISELECT input is a list
+            if not isinstance(value, list):
+                raise PebbleError(f"join of {value!r}, not a list")
+            return str(args[0]).join(str(v) for v in value)
         raise PebbleError(f"unknown filter {name}")
 
 

@@ -63,15 +63,27 @@ def strings(node: Any) -> Iterator[str]:
             yield from strings(item)
 
 
+SLOTS = [dt.datetime(2025, 1, 1, 7), dt.datetime(2024, 7, 1, 7), dt.datetime(2026, 3, 14, 7)]
+
+
+def _choices(i: dict) -> list:
+    """The values an input takes in the rendered contexts: each SELECT value, both booleans, for a MULTISELECT
+    its default and every value at once, otherwise the default."""
+    if i["type"] == "SELECT":
+        return i["values"]
+    if i["type"] == "BOOLEAN":
+        return [True, False]
+    if i["type"] == "MULTISELECT":
+        return [i["defaults"], i["values"]]
+    return [i.get("defaults")]
+
+
 def contexts(flow: dict) -> Iterator[dict]:
-    """Render contexts: every trigger (with its inputs) and a manual run, for each combination of SELECT/BOOL
-    input values, on a January slot (year boundary) and a mid-year one."""
+    """Render contexts: a scheduled slot on several dates (a year boundary among them) and a manual run, for each
+    combination of input values."""
     inputs = flow.get("inputs", [])
-    choices = [
-        i["values"] if i["type"] == "SELECT" else [True, False] if i["type"] == "BOOLEAN" else [i.get("defaults")]
-        for i in inputs
-    ]
-    runs: List[dict] = [{"trigger": {"date": d}} for d in (dt.datetime(2025, 1, 1, 9), dt.datetime(2024, 7, 1, 10))]
+    choices = [_choices(i) for i in inputs]
+    runs: List[dict] = [{"trigger": {"date": d}} for d in SLOTS]
     runs.append({})  # manual run: no trigger
     for combo in itertools.product(*choices):
         for run in runs:
@@ -89,8 +101,12 @@ def flow(request) -> dict:
     return load(request.param)
 
 
+def flow_named(name: str) -> dict:
+    return load(FLOWS[[p.name for p in FLOWS].index(f"{name}.yml")])
+
+
 def test_there_are_flows():
-    assert {p.name for p in FLOWS} >= {"taxi_monthly.yml", "taxi_dbt.yml"}
+    assert {p.name for p in FLOWS} == {"taxi_catchup.yml", "taxi_backfill.yml", "taxi_dbt.yml"}
 
 
 def test_ids_and_namespace(flow):
@@ -114,6 +130,8 @@ def test_select_defaults_and_trigger_inputs_are_allowed_values(flow):
     for i in inputs.values():
         if i["type"] == "SELECT":
             assert i["defaults"] in i["values"]
+        if i["type"] == "MULTISELECT":
+            assert i["defaults"] and set(i["defaults"]) <= set(i["values"])
     for trigger in flow.get("triggers", []):
         for key, value in (trigger.get("inputs") or {}).items():
             assert key in inputs and value in inputs[key]["values"], (trigger["id"], key, value)
@@ -131,28 +149,51 @@ def test_secrets_only_through_secret_function(flow):
             assert "secret('" in value, f"{key} at {path} must come from secret()"
 
 
-def test_schedules_are_monthly_utc_and_carry_a_taxi():
-    flow = load(FLOWS[[p.name for p in FLOWS].index("taxi_monthly.yml")])
-    schedules = {t["inputs"]["taxi"]: t for t in flow["triggers"]}
-    assert set(schedules) == set(next(i for i in flow["inputs"] if i["id"] == "taxi")["values"])
-    for t in schedules.values():
-        assert t["type"] == "io.kestra.plugin.core.trigger.Schedule" and t.get("timezone") == "UTC"
-        minute, hour, day, month, weekday = t["cron"].split()
-        assert (day, month, weekday) == ("1", "*", "*")
-    assert schedules["green"]["cron"] != schedules["yellow"]["cron"]
+def load_command(flow: dict, ctx: dict) -> Tuple[str, Any]:
+    """The flow's `python -m taxi_pipeline` load command rendered in `ctx`: (text, parsed args)."""
+    (line,) = [c for t in flow["tasks"] for c in t.get("commands", []) if "taxi_pipeline" in c]
+    text = " ".join(shlex.split(render(line, ctx)))
+    command, args = parse_command_line(shlex.split(text)[3:])
+    assert command == "load", text
+    return text, args
+
+
+def test_the_scheduled_flow_runs_daily_in_utc_one_at_a_time():
+    flow = flow_named("taxi_catchup")
+    (daily,) = flow["triggers"]
+    assert daily["type"] == "io.kestra.plugin.core.trigger.Schedule" and daily.get("timezone") == "UTC"
+    minute, hour, day, month, weekday = daily["cron"].split()
+    assert (day, month, weekday) == ("*", "*", "*"), "daily: a month lands within a day of its publication"
     assert flow["concurrency"]["limit"] == 1
+    taxi = next(i for i in flow["inputs"] if i["id"] == "taxi")
+    assert taxi["type"] == "MULTISELECT" and taxi["values"] == ["yellow", "green", "fhv", "fhvhv"]
 
 
-@pytest.mark.parametrize(
-    "trigger_date, expected",
-    [(dt.datetime(2024, 3, 1, 9), "2024-02"), (dt.datetime(2025, 1, 1, 9), "2024-12"), (None, "2024-04")],
-)
-def test_scheduled_month_is_the_previous_complete_month(trigger_date, expected):
-    flow = load(FLOWS[[p.name for p in FLOWS].index("taxi_monthly.yml")])
-    ctx = {"execution": {"startDate": dt.datetime(2024, 5, 17)}}
-    if trigger_date:
-        ctx["trigger"] = {"date": trigger_date}
-    assert render(flow["variables"]["month"], ctx) == expected
+def test_every_scheduled_slot_runs_the_same_catch_up_on_the_live_parquet_feed():
+    """Not a month computed from the slot: an open-ended run from `start`, whatever the date, parquet by default."""
+    flow = flow_named("taxi_catchup")
+    defaults = {i["id"]: i.get("defaults") for i in flow["inputs"]}
+    base = {"inputs": defaults, "vars": flow["variables"], "execution": {"startDate": dt.datetime(2024, 5, 17)}}
+    rendered = {load_command(flow, {**base, "trigger": {"date": slot}})[0] for slot in SLOTS}
+    rendered.add(load_command(flow, base)[0])  # a manual run
+    assert len(rendered) == 1, rendered
+    _, args = load_command(flow, base)
+    assert (args.month, args.end, args.start) == (None, None, "2019-01"), "a catch-up: every month from start on"
+    assert args.file_format == "parquet" and args.taxi == "yellow,green" and args.kestra
+    assert "trigger" not in str(flow["tasks"]), "nothing in the flow depends on the slot's date"
+
+
+def test_the_backfill_flow_loads_its_range_in_one_run():
+    flow = flow_named("taxi_backfill")
+    assert not flow.get("triggers"), "run by hand (or by the API) with a range"
+    inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
+    inputs.update(taxi=["yellow", "green", "fhv", "fhvhv"], start="2011-01", end="2026-09", format="parquet")
+    _, args = load_command(flow, {"inputs": inputs, "vars": flow["variables"]})
+    assert (args.start, args.end, args.month) == ("2011-01", "2026-09", None)
+    assert args.taxi == "yellow,green,fhv,fhvhv" and args.file_format == "parquet"
+    course = {**inputs, "taxi": ["green"], "start": "2019-01", "end": "2021-07", "format": "csv"}
+    _, args = load_command(flow, {"inputs": course, "vars": flow["variables"]})
+    assert (args.start, args.end, args.file_format) == ("2019-01", "2021-07", "csv")
 
 
 def test_every_command_line_parses_with_the_package_parser(flow):
@@ -167,8 +208,10 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                 command, args = parse_command_line(argv[3:])
                 assert args.dest == ctx["inputs"]["dest"]
                 if command == "load":
-                    assert args.taxi == ctx["inputs"]["taxi"]
-                    assert re.fullmatch(r"\d{4}-\d{2}", args.month)
+                    assert args.taxi == ",".join(ctx["inputs"]["taxi"])
+                    assert args.month is None and args.start == ctx["inputs"]["start"]
+                    assert args.end == ctx["inputs"].get("end")
+                    assert args.file_format == ctx["inputs"]["format"]
                     assert args.dbt == ctx["inputs"]["dbt"]
                     assert args.kestra, "loads under Kestra report their summary as task outputs and metrics"
                 checked += 1

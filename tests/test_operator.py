@@ -217,6 +217,7 @@ def test_kestra_gets_outputs_metrics_and_progress_on_stdout(mirror, cli, duck):
         "green_tripdata 2019-02": "loaded",
         "green_tripdata 2019-03": "not published",
     }
+    assert outputs["newest_months"] == {"green": "2019-02"}
     rows = {m["tags"]["month"]: m["value"] for m in message["metrics"] if m["name"] == "rows"}
     assert rows == {"-": 265, **month_counts(duck, "green_tripdata")}
     timers = [m for m in message["metrics"] if m["name"] == "seconds"]
