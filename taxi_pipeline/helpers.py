@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
-import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -178,10 +175,12 @@ def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan]) -> Optional
         return None
     table = trip_schema(taxi).table
     mirror = CSV_MIRROR_MONTHS.get(taxi)
-    if file_format == CSV and mirror is not None and Month.parse(waiting[0]) > Month.parse(mirror[1]):
+    outside = mirror is None or not Month.parse(mirror[0]) <= Month.parse(waiting[0]) <= Month.parse(mirror[1])
+    if file_format == CSV and outside:
+        held = f"{mirror[0]}..{mirror[1]}" if mirror else "some months of 2019-2021"
         return (
-            f"{table}: the csv mirror is a fixed copy of {mirror[0]}..{mirror[1]}, no newer month will appear there; "
-            "newer months are published as parquet: use --format parquet (sources.taxi.file_format)"
+            f"{table}: {waiting[0]} is not in the csv mirror, a fixed copy of {held} where no new month will appear; "
+            "the TLC publishes every month as parquet: use --format parquet (sources.taxi.file_format)"
         )
     there = [p.month for p in plans if p.action in (LOAD, REPLACE, SKIP)]
     newest = max(there, key=Month.parse) if there else "none"
@@ -196,7 +195,9 @@ def _probed(
 ) -> Iterator[Tuple[Optional[Fingerprint], Optional[DownloadError]]]:
     """`(fingerprint, error)` of a HEAD of each URL, in order, with up to `at_once` requests in flight.
 
-    With 1, each request is sent only when its answer is asked for (a walk that may stop early sends no more).
+    The next request starts only when the walk asks for more, so a walk that stops (a missing month, Ctrl-C)
+    starts no more; requests already in flight run on daemon threads that nobody waits for. With 1, each
+    request is sent when its answer is asked for.
     """
 
     def one(url: str) -> Tuple[Optional[Fingerprint], Optional[DownloadError]]:
@@ -208,15 +209,22 @@ def _probed(
     if at_once <= 1 or len(urls) <= 1:
         yield from map(one, urls)
         return
-    queued = iter(urls)
-    with ThreadPoolExecutor(at_once, thread_name_prefix="taxi-head") as pool:
-        pending = collections.deque(pool.submit(one, url) for url in itertools.islice(queued, at_once))
-        while pending:
-            answer = pending.popleft().result()
-            following = next(queued, None)
-            if following is not None:
-                pending.append(pool.submit(one, following))
-            yield answer
+    answers: List[Tuple[Optional[Fingerprint], Optional[DownloadError]]] = [(None, None)] * len(urls)
+    ready = [threading.Event() for _ in urls]
+
+    def ask(i: int) -> None:
+        try:
+            answers[i] = one(urls[i])
+        finally:
+            ready[i].set()
+
+    started = 0
+    for i in range(len(urls)):
+        while started < min(i + at_once, len(urls)):
+            threading.Thread(target=ask, args=(started,), name=f"taxi-head-{started}", daemon=True).start()
+            started += 1
+        ready[i].wait()
+        yield answers[i]
 
 
 @dataclass

@@ -208,10 +208,11 @@ def run(
             pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
         )
         if dbt:
-            if result.ok:
+            changed = any(r.outcome in (LOADED, REPLACED) for r in result.results)
+            if result.ok and changed:
                 result.dbt = run_dbt(pipeline, output=dbt_output)
-            elif on_notice:
-                on_notice("dbt build skipped: the load failed")
+            elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds, not a full build
+                on_notice(f"dbt build skipped: {'nothing new was loaded' if result.ok else 'the load failed'}")
         return result
 
 

@@ -29,7 +29,9 @@ class Mirror:
         self.requests: Counter = Counter()
         self.head_mode: Optional[object] = None  # a status for every HEAD, or "no-length"
         self.delay: Dict[str, float] = {}  # seconds to wait before answering a GET of a path
+        self.head_delay: Dict[str, float] = {}  # seconds to wait before answering a HEAD of a path
         self.released = threading.Event()  # set: delayed answers go out now (the fixture sets it at teardown)
+        self.answered_late: Counter = Counter()  # delayed HEADs answered so far, by path
         self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
         self._version = 0
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
@@ -72,6 +74,9 @@ class Mirror:
         self.encodings.append(request.headers.get("Accept-Encoding"))
         if request.method == "GET" and request.path in self.delay:
             self.released.wait(self.delay[request.path])
+        if request.method == "HEAD" and request.path in self.head_delay:
+            self.released.wait(self.head_delay[request.path])
+            self.answered_late[request.path] += 1
         pending = self.faults.get(request.path)
         if pending:
             return Response("unavailable", status=pending.pop(0))

@@ -111,8 +111,8 @@ def test_a_csv_catch_up_past_the_fixed_mirror_says_where_newer_months_are(mirror
     assert r.code == 0, r
     assert month_counts(duck, "green_tripdata") == {"2021-06": 6, "2021-07": 7}
     assert (
-        "note: green_tripdata: the csv mirror is a fixed copy of 2019-01..2021-07, no newer month will appear there; "
-        "newer months are published as parquet: use --format parquet (sources.taxi.file_format)"
+        "note: green_tripdata: 2021-08 is not in the csv mirror, a fixed copy of 2019-01..2021-07 where no new month "
+        "will appear; the TLC publishes every month as parquet: use --format parquet (sources.taxi.file_format)"
     ) in r.err, r.err
     assert not [p for (_, p) in mirror.requests if "2021-09" in p], "a csv walk stops at the first month not there"
 
@@ -125,3 +125,46 @@ def test_a_parquet_catch_up_says_what_it_waits_for(mirror, cli, duck, monkeypatc
     assert r.code == 0, r
     waiting = f"{last}..{Month.of(dt.date.today())}"
     assert f"note: green_tripdata: newest published month {last.minus(1)}; not published yet: {waiting}" in r.err
+
+
+def test_a_csv_catch_up_of_a_type_or_month_the_mirror_lacks_says_so_too(mirror, cli, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "2019-02")
+    r = cli("--base-url", mirror.url, "--taxi", "fhvhv")
+    assert r.code == 0, r
+    assert "2019-02 is not in the csv mirror, a fixed copy of some months of 2019-2021" in r.err, r.err
+    assert "use --format parquet" in r.err and "the next run loads it" not in r.err
+
+
+def test_dbt_is_skipped_when_a_run_loads_nothing_new(mirror, cli):
+    mirror.trips("green", "2019-01", 10)
+    assert cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01").code == 0
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt", "--json")
+    assert r.code == 0, r
+    assert "note: dbt build skipped: nothing new was loaded" in r.err
+    import json
+
+    assert json.loads(r.out)["dbt"] is None
+
+
+def test_ctrl_c_while_months_are_checked_does_not_wait_for_the_checks_in_flight(mirror, monkeypatch):
+    """A catch-up checks months 8 at a time; Ctrl-C stops it without waiting for a HEAD that hangs."""
+    import os
+    import signal
+    import threading
+    import time
+
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "2024-01")
+    hanging = path_of("2024-03")
+    mirror.head_delay[hanging] = 60
+
+    def ctrl_c_once_the_hanging_head_is_sent() -> None:
+        deadline = time.monotonic() + 60
+        while not mirror.requests[("HEAD", hanging)] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_the_hanging_head_is_sent, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run(taxi_types="yellow", file_format="parquet", base_url=mirror.url, today=dt.date(2024, 12, 2))
+    assert mirror.requests[("HEAD", hanging)] == 1
+    assert mirror.answered_late[hanging] == 0, "the run waited for the hanging HEAD before it stopped"

@@ -224,3 +224,10 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                 elif key.startswith("DESTINATION__") and dest != "duckdb":
                     assert rendered.startswith("<secret:"), (key, rendered)
     assert checked, "no taxi_pipeline command line found"
+
+
+def test_free_text_inputs_are_validated_before_they_reach_a_shell(flow):
+    for i in flow.get("inputs", []):
+        if i["type"] == "STRING":
+            assert re.fullmatch(i["validator"], i["defaults"]), i
+            assert not re.fullmatch(i["validator"], "2019-01; rm -rf ~"), i

@@ -54,7 +54,8 @@ def test_a_wrong_root_in_an_open_ended_run_exits_2_at_its_first_month(mirror, cl
     assert f"csv files are at {mirror.url}/green/, parquet files at {mirror.url}/trip-data/" in line, line
     asked = [(method, p) for (method, p) in mirror.requests if "tripdata" in p]
     assert ("HEAD", "/green/green_tripdata_2023-01.csv.gz") in asked  # the other layout, asked once for the hint
-    assert all(method == "HEAD" for method, _ in asked) and len(asked) <= PROBE_THREADS + 2, asked
+    # a walk that stops starts no more HEADs than were in flight (plus the other layout's, for the hint)
+    assert all(method == "HEAD" for method, _ in asked) and len(asked) <= PROBE_THREADS + 1, asked
 
 
 def test_recent_months_and_months_past_the_csv_mirror_stay_not_published(mirror, cli, duck):
