@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Optional, Tuple, Type
 
@@ -51,26 +52,20 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
     _opening = False
 
     def open_connection(self) -> Any:
-        """Open as dlt does, then learn the connection's catalog so that every later name carries it."""
-        self._opening = True  # dlt names the search path while opening: unqualified there, as before
+        """Open as dlt does; it names the search path while opening, unqualified there as before."""
+        self._opening = True
         try:
-            conn = super().open_connection()
+            return super().open_connection()
         finally:
             self._opening = False
-        if self._catalog is None:
-            self._catalog = str(conn.execute("SELECT current_database()").fetchone()[0])
-        return conn
 
     def catalog_name(self, quote: bool = True, casefold: bool = True) -> Optional[str]:
-        """The database's catalog, asked of a connection.
+        """The database's catalog, asked of the connection once.
 
         One is opened for it if none is: dlt writes the SQL of merge jobs with a client that is not connected.
         """
         if self._catalog is None and not self._opening:
-            if self._conn is None:
-                with self:  # open_connection learns it
-                    pass
-            else:
+            with self if self._conn is None else contextlib.nullcontext():
                 self._catalog = str(self._conn.execute("SELECT current_database()").fetchone()[0])
         if self._catalog is None or not quote:
             return self._catalog

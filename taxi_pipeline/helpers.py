@@ -134,8 +134,9 @@ def plan_months(
     first = Month.parse(trip_schema(taxi).first_month)
     walk = months if months is not None else list(months_from(max(start, first), today))
     stop_at_gap = months is None and file_format == CSV
+    forced = force and months is not None
     planned = [(m, trip_url(root, taxi, str(m), file_format), file_name(taxi, str(m), file_format)) for m in walk]
-    to_probe = [url for m, url, _ in planned if m >= first and not (force and months is not None)]
+    to_probe = [url for m, url, _ in planned if m >= first and not forced]  # the months the loop below asks about
     probes = _probed(client, to_probe, 1 if stop_at_gap else PROBE_THREADS)
     with contextlib.closing(probes):
         for month, url, name in planned:
@@ -143,7 +144,7 @@ def plan_months(
             if month < first:
                 yield MonthPlan(key, url, name, NOT_AVAILABLE, detail=f"{taxi} trip data starts {first}")
                 continue
-            if force and months is not None:
+            if forced:
                 yield MonthPlan(key, url, name, LOAD)
                 continue
             remote, error = next(probes)

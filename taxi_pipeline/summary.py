@@ -118,9 +118,9 @@ def kestra_line(result: RunResult, destination: str) -> str:
     """One `::{…}::` line: outputs (ok, totals, rows loaded, outcome per file, newest months) and metrics.
 
     `newest_months`: per taxi type, the newest of the run's months in the destination (for a catch-up, the
-    newest month there). Metrics: counter `rows` and timer
-    `seconds` per loaded or replaced file, tagged with table and month, plus counters of files per outcome;
-    outputs are usable downstream as `{{ outputs.<task>.vars.rows_loaded }}`.
+    newest month there). Metrics: counter `rows` and timer `seconds` per loaded or replaced file, tagged with
+    table and month, plus counters of files per outcome; outputs are usable downstream as
+    `{{ outputs.<task>.vars.rows_loaded }}`.
     """
     outputs = {
         "ok": result.ok,
