@@ -13,7 +13,7 @@ from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
-from taxi_pipeline.settings import CSV, DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, PARQUET
+from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST, PARQUET
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -32,6 +32,9 @@ def make_destination(name: str) -> Destination:
             __import__(module)
         except ImportError:
             raise ConfigError(f"destination {name} needs its driver: pip install 'taxi-pipeline[{name}]'") from None
+    if name == "postgres":
+        require_adbc_driver()
+        return postgres()
     if name == "duckdb":
         if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
             return _bounded_duckdb(duckdb())
@@ -92,6 +95,35 @@ class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination
         return _DuckDbClient
 
 
+def require_adbc_driver() -> None:
+    """ConfigError naming the install command when the ADBC PostgreSQL driver is missing or does not load."""
+    from dlt.destinations._adbc_jobs import has_adbc_driver
+    from dlt.destinations.impl.postgres.factory import get_adbc_driver_location
+
+    found, why = has_adbc_driver(get_adbc_driver_location(), disable_adbc_detection=False)
+    if not found:
+        raise ConfigError(
+            "destination postgres loads through binary COPY and needs the ADBC PostgreSQL driver: "
+            f"pip install 'taxi-pipeline[postgres]' ({one_line(Exception(why or 'not found'))})"
+        )
+
+
+class postgres(dlt.destinations.postgres):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's Postgres destination that also loads `jsonl` files: our manifests, by binary COPY (`binary_copy`)."""
+
+    def _raw_capabilities(self) -> Any:
+        caps = super()._raw_capabilities()
+        caps.supported_loader_file_formats = [*caps.supported_loader_file_formats, MANIFEST]
+        return caps
+
+    @property
+    def client_class(self) -> Type[Any]:
+        """Our job client (imported here: it needs psycopg2, which DuckDB-only installs lack)."""
+        from taxi_pipeline.binary_copy import BinaryCopyClient
+
+        return BinaryCopyClient
+
+
 def _bounded_duckdb(dest: Destination) -> Destination:
     """DuckDB with our load settings (`DUCKDB_LOAD_SETTINGS`) where its credentials' `global_config` is silent.
 
@@ -132,39 +164,40 @@ def destination_location(dest: Destination) -> str:
 
 
 def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
-    """Postgres: keep a BRIN index on a trip table's month column, summarized up to the rows just loaded.
+    """Postgres: make sure a trip table has its BRIN index on the month column (`month_index_sql`).
 
-    Months arrive in order and whole, so a block-range index (a few pages, nearly free to maintain) lets the
-    per-month count of a rerun and the DELETE of a replacement read only that month's blocks instead of the
-    whole table. DuckDB and Snowflake prune by their own min/max zone maps.
+    The binary COPY job creates it before its first COPY into the table; this covers tables loaded otherwise.
     """
     if destination_kind(pipeline) != "postgres":
         return
     with pipeline.sql_client() as client:
-        name = client.escape_column_name(f"{table}_{column}_brin")
-        qualified = client.make_qualified_table_name(table)
-        client.execute_sql(
-            f"CREATE INDEX IF NOT EXISTS {name} ON {qualified} USING brin ({client.escape_column_name(column)})"
-        )
-        index = f"{client.fully_qualified_dataset_name()}.{name}"
-        client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
+        client.execute_sql(month_index_sql(client, table, column))
+
+
+def month_index_sql(client: Any, table: str, column: str) -> str:
+    """`CREATE INDEX IF NOT EXISTS` of a BRIN index on a trip table's month column, summarized by autovacuum.
+
+    Months arrive in order and whole, so a block-range index (a few pages, nearly free to maintain) lets a rerun
+    probe a month and a replacement's DELETE read only that month's blocks instead of the whole table. Ranges
+    a load fills are summarized by autovacuum in the background (`autosummarize`); until then a query reads them,
+    so results never depend on it, and the load does not wait for it. DuckDB and Snowflake prune by their own
+    min/max zone maps.
+    """
+    name = client.escape_column_name(f"{table}_{column}_brin")
+    qualified = client.make_qualified_table_name(table)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON {qualified} USING brin ({client.escape_column_name(column)}) "
+        "WITH (autosummarize = on)"
+    )
 
 
 def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
-    """The load file the source writes itself for a destination (see `load_files`).
+    """The load file the source writes itself for a destination's trip months (see `load_files`).
 
-    `csv` that Postgres COPYs, `parquet` that DuckDB inserts; None (Snowflake) leaves Arrow tables to dlt's own
-    parquet writer.
+    `jsonl` for Postgres (a manifest of the downloaded file, parsed by the load job into binary COPY, see
+    `binary_copy`), `parquet` that DuckDB inserts; None (Snowflake) leaves Arrow tables to dlt's own parquet writer.
     """
-    return {"postgres": CSV, "duckdb": PARQUET}.get(destination_kind(pipeline))
-
-
-def loader_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
-    """The file format dlt loads for a destination: `csv` (COPY) for Postgres, dlt's choice (parquet) elsewhere.
-
-    For Postgres the source writes those csv files itself (see `load_files`).
-    """
-    return "csv" if destination_kind(pipeline) == "postgres" else None
+    return {"postgres": MANIFEST, "duckdb": PARQUET}.get(destination_kind(pipeline))
 
 
 def counting_is_cheap(pipeline: dlt.Pipeline) -> bool:

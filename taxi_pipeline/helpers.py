@@ -23,6 +23,7 @@ from taxi_pipeline.schemas import TableSchema, file_label, trip_schema
 from taxi_pipeline.settings import (
     CSV,
     CSV_MIRROR_MONTHS,
+    MANIFEST,
     OVERDUE_AFTER_MONTHS,
     PARQUET,
     PROBE_THREADS,
@@ -250,12 +251,15 @@ def fetch(
     stop: Optional[threading.Event] = None,
     collector: Optional[Collector] = None,
 ) -> FetchedFile:
-    """Download a file into `folder` and, with `load_file` (`csv`, `parquet`), write its load file there.
+    """Download a file into `folder` and, with `load_file`, write its load file there.
 
-    The file is parsed a few batches ahead on a background thread while the load file is written. `stop`, when
-    set, ends the work early with `Cancelled`; progress goes to `collector` (default: the running pipeline's).
-    Raises DownloadError / FileFormatError for a file that cannot be had or read.
+    `parquet`: the file is parsed a few batches ahead on a background thread while the load file is written.
+    `jsonl`: only the manifest naming the file, and its columns from the header (the load job parses it,
+    see `binary_copy`). `stop`, when set, ends the work early with `Cancelled`; progress goes to `collector`
+    (default: the running pipeline's). Raises DownloadError / FileFormatError for a file that cannot be had or read.
     """
+    if load_file not in (None, PARQUET, MANIFEST):
+        raise ValueError(f"no load file format {load_file!r}: choose from {PARQUET}, {MANIFEST}")
     path = os.path.join(folder, name)
     label = file_label(schema.table, source_month)
 
@@ -271,11 +275,17 @@ def fetch(
         raise DownloadError(f"{url} is not published (HTTP 404)")
     fetched = FetchedFile(path, fingerprint)
     if load_file:
-        from taxi_pipeline.load_files import write_load_file  # not needed by runs that load nothing: start-up
+        # not needed by runs that load nothing: start-up
+        from taxi_pipeline.load_files import dlt_schema, write_manifest, write_parquet
+        from taxi_pipeline.readers import file_columns
 
-        with _batches(fetched, schema, name, source_month, label, stop, collector) as batches:
-            fetched.load_path = os.path.join(folder, f"load.{load_file}")
-            fetched.rows, fetched.columns = write_load_file(batches, fetched.load_path, load_file)
+        fetched.load_path = os.path.join(folder, f"load.{load_file}")
+        if load_file == MANIFEST:
+            fetched.columns = dlt_schema(file_columns(path, schema, name))
+            write_manifest(fetched.load_path, path, name, schema.table, source_month)
+        elif load_file == PARQUET:
+            with _batches(fetched, schema, name, source_month, label, stop, collector) as batches:
+                fetched.rows, fetched.columns = write_parquet(batches, fetched.load_path)
     return fetched
 
 
@@ -296,12 +306,20 @@ def read_remote(
     """Download a file to a temporary folder and stream it as typed Arrow tables.
 
     The file is parsed a few batches ahead on a background thread while dlt writes the current table. With
-    `load_file` (`csv` for Postgres `COPY`, `parquet` for DuckDB) the batches are written to one file of that
-    format instead, imported into dlt's load package as it is (see `load_files`). `fetched`: the file already
-    fetched (and its load file written) ahead of time, see `prefetch`. When everything has been yielded,
-    `record` receives the state entry of the file: its fingerprint (from the GET itself), row count, name and
-    load time. A failure raises before that, so state never runs ahead of data.
+    `load_file` `parquet` (DuckDB) the batches are written to one parquet file instead, imported into dlt's load
+    package as it is (see `load_files`). `fetched`: the file already fetched (and its load file written) ahead of
+    time, see `prefetch`. When everything has been yielded, `record` receives the state entry of the file
+    (`month_record`). A failure raises before that, so state never runs ahead of data.
+
+    With `jsonl` (Postgres) only the manifest of the file is yielded: the load job reads the file later, so
+    it must be `fetched` ahead into a folder that outlives the load, and the rows are known only after the load;
+    `record` stays empty and the run records the month itself once the rows are in (see `binary_copy`).
     """
+    if load_file == MANIFEST:
+        if fetched is None:
+            raise ValueError("a manifest load file needs its file fetched ahead: the load job reads it later")
+        yield dlt.mark.with_file_import(fetched.load_path, MANIFEST, hints=fetched.columns.empty_table())
+        return
     with scratch_folder() as tmp:
         if fetched is None:
             fetched = fetch(client, url, name, schema, source_month, tmp, load_file)
@@ -317,8 +335,13 @@ def read_remote(
                 for table in coalesce(batches, ROWS_PER_ITEM):
                     rows += table.num_rows
                     yield table
-    record.update(fetched.fingerprint.as_dict())
-    record.update(rows=rows, file=name, loaded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    record.update(month_record(fetched.fingerprint, rows, name))
+
+
+def month_record(fingerprint: Fingerprint, rows: int, name: str) -> Dict[str, Any]:
+    """The state entry of a loaded file: its fingerprint, row count, name and load time."""
+    loaded_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return {**fingerprint.as_dict(), "rows": rows, "file": name, "loaded_at": loaded_at}
 
 
 @contextlib.contextmanager
@@ -332,11 +355,11 @@ def _batches(
     collector: Optional[Collector] = None,
 ) -> Iterator[Iterator[pa.RecordBatch]]:
     """The downloaded file's batches, parsed ahead on a thread that has stopped when the block exits."""
-    from taxi_pipeline.readers import read_csv_gz, read_parquet  # not needed by runs that load nothing: start-up
+    from taxi_pipeline.readers import read_file  # not needed by runs that load nothing: start-up
 
-    reader = read_parquet if name.endswith(".parquet") else read_csv_gz
     # closed on any exit, so the reader thread has stopped before the folder is removed
-    with contextlib.closing(read_ahead(reader(fetched.path, schema, name, source_month), READ_AHEAD_BATCHES)) as ahead:
+    batches = read_file(fetched.path, schema, name, source_month)
+    with contextlib.closing(read_ahead(batches, READ_AHEAD_BATCHES)) as ahead:
         yield _counted(ahead, label, stop, collector)
 
 

@@ -34,7 +34,6 @@ from taxi_pipeline.destinations import (
     destination_location,
     import_file_format,
     index_month_column,
-    loader_file_format,
     make_destination,
 )
 from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
@@ -48,12 +47,13 @@ from taxi_pipeline.helpers import (
     UNREACHABLE,
     MonthPlan,
     decide,
+    month_record,
     plan_months,
     walk_notice,
 )
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
-from taxi_pipeline.prefetch import Prefetcher
+from taxi_pipeline.prefetch import Prefetch, Prefetcher
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -61,7 +61,9 @@ from taxi_pipeline.settings import (
     DEFAULT_DATASET,
     DEFAULT_START_MONTH,
     DEFAULT_TAXI_TYPES,
+    MANIFEST,
     OVERDUE_AFTER_MONTHS,
+    PARQUET,
     PIPELINE_NAME_PREFIX,
 )
 from taxi_pipeline.source import MONTHS_KEY, ZONES_KEY, taxi_source
@@ -238,7 +240,8 @@ def _run_locked(
 
     client = http_client()
     load_file = import_file_format(pipeline)
-    _load_zones(pipeline, client, root, fmt, load_file, report)
+    # the zone lookup (265 rows) goes as parquet to dlt's own ADBC job on Postgres: its state goes with it
+    _load_zones(pipeline, client, root, fmt, PARQUET if load_file == MANIFEST else load_file, report)
     for taxi in taxis:
         schema = trip_schema(taxi)
         known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
@@ -254,6 +257,8 @@ def _run_locked(
                 elif plan.action in (LOAD, REPLACE):
                     lock.check()
                     current = ahead.take(plan)
+                    if current is None and load_file == MANIFEST:  # its load job reads the file after extract
+                        current = Prefetch(plan, schema, load_file)
                     with current if current is not None else contextlib.nullcontext():
                         source = taxi_source(
                             taxi_types=[taxi],
@@ -265,13 +270,19 @@ def _run_locked(
                             load_files=load_file,
                             prefetched=current,
                         )
-                        if not known.has_rows(plan.month):
+                        appended = not known.has_rows(plan.month)
+                        if appended:
                             # nothing of this month in the destination: one COPY/INSERT into the table is already
                             # atomic, so skip the staging table and delete-insert a replacement needs (half the load)
                             source.resources[schema.table].apply_hints(write_disposition="append")
                         outcome = _OUTCOME[plan.action]
                         after_extract = functools.partial(ahead.start, following)
-                        report(_load(pipeline, source, schema.table, plan.month, outcome, after_extract))
+                        deferred = current if load_file == MANIFEST else None
+                        report(
+                            _load(
+                                pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
+                            )
+                        )
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
@@ -355,15 +366,23 @@ def _load(
     month: Optional[str],
     outcome: str,
     after_extract: Optional[Callable[[], None]] = None,
+    deferred: Optional[Prefetch] = None,
+    appended: bool = False,
 ) -> MonthResult:
     """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised.
 
-    `after_extract` is called once the file is in the load package, before it is loaded.
+    `after_extract` is called once the file is in the load package, before it is loaded. `deferred`: the month's
+    file, loaded through a manifest load file whose job counts the rows (Postgres, see `binary_copy`); the
+    month is then recorded in state here, once it has reconciled. `appended`: the month had no rows before.
+
+    The month's rows are counted in the destination, except for a month appended by binary COPY: the job already
+    committed only on the server's own count of the rows it copied, into a month that held none, and a count
+    would read the whole month again (2 s for 7.7M rows on Postgres).
     """
     label = file_label(table, month)
     started = time.monotonic()
     try:
-        pipeline.extract(source, loader_file_format=loader_file_format(pipeline))
+        pipeline.extract(source)
         if after_extract:
             after_extract()
         pipeline.normalize()
@@ -374,23 +393,61 @@ def _load(
         interrupt = find_cause(exc, KeyboardInterrupt)
         if interrupt is not None:  # Ctrl-C / SIGTERM: stop the run, the month in flight is not kept
             raise interrupt from None
-        detail = f"{label}: {one_line(exc)}"
-        return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc)
+        copied = _copied(table, month) if deferred else None
+        cause = copied.error if copied is not None and copied.error is not None else exc
+        detail = f"{label}: {one_line(cause)}"
+        return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=cause)
     if month:
         try:
             index_month_column(pipeline, table, SOURCE_MONTH)
         except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
             logger.warning(f"no month index on {table}: {one_line(exc)}")
-        entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
+        copied = None
+        if deferred is not None:
+            copied = _copied(table, month)
+            fetched = deferred.result()
+            entry = month_record(fetched.fingerprint, copied.rows, os.path.basename(fetched.path)) if copied else None
+        else:
+            entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
     else:
         entry = _source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
-    actual = _count(pipeline, table, month)
-    seconds = time.monotonic() - started
+    counted = deferred is not None and appended and copied is not None and copied.checked
+    actual = rows if counted else _count(pipeline, table, month)
     if rows is None or actual != rows:
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
-        return MonthResult(table, month, FAILED, rows, seconds, detail)
-    return MonthResult(table, month, outcome, rows, seconds)
+        return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)
+    if deferred is not None and entry is not None:
+        try:
+            _record_month(pipeline, table, str(month), entry)
+        except Exception as exc:
+            if pipeline.has_pending_data:
+                pipeline.abort_packages()
+            interrupt = find_cause(exc, KeyboardInterrupt)
+            if interrupt is not None:
+                raise interrupt from None
+            detail = f"{label}: loaded but not recorded ({one_line(exc)}); the month will be replaced next run"
+            return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail, error=exc)
+    return MonthResult(table, month, outcome, rows, time.monotonic() - started)
+
+
+def _copied(table: str, month: Optional[str]) -> Any:
+    """What the binary COPY job of the month left (`binary_copy.take_copied`, imported only for Postgres)."""
+    from taxi_pipeline.binary_copy import take_copied
+
+    return take_copied(table, month)
+
+
+def _record_month(pipeline: dlt.Pipeline, table: str, month: str, entry: Dict[str, Any]) -> None:
+    """Store a month's state entry in the destination: a package holding only the pipeline state, loaded.
+
+    Until it lands, a later run finds the month's rows without an entry and replaces the month (never a duplicate).
+    """
+    with pipeline.managed_state(extract_state=True) as state:
+        resources = state.setdefault("sources", {}).setdefault("taxi", {}).setdefault("resources", {})
+        resources.setdefault(table, {}).setdefault(MONTHS_KEY, {})[month] = entry
+    pipeline.normalize()
+    pipeline.load()
 
 
 @contextlib.contextmanager

@@ -66,6 +66,14 @@ class Conformer:
         if missing:
             raise FileFormatError(f"{file_name}: missing required column(s) {', '.join(missing)}")
 
+    def columns(self, source_types: Dict[str, pa.DataType]) -> pa.Schema:
+        """The schema of the conformed batches, given the types the reader gives the file's columns."""
+        fields = [pa.field(col.name, col.type) for col in self.schema.columns]
+        fields += [pa.field(name, source_types[name]) for name in self.extra]
+        if self.schema.lineage:
+            fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
+        return pa.schema(fields)
+
     def conform(self, batch: pa.RecordBatch, source_month: Optional[str]) -> pa.RecordBatch:
         """A batch in the raw table's column order and types, plus unknown columns and lineage."""
         arrays: List[pa.Array] = []
@@ -138,17 +146,42 @@ def _peek(path: str, gzipped: bool, file_name: str) -> Tuple[List[str], int]:
     return [h.strip() for h in header], len(first_row)
 
 
-def read_csv_gz(
-    path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
-) -> Iterator[pa.RecordBatch]:
-    """Stream a gzip CSV (or a plain CSV when the file is not gzip) as raw-table batches."""
-    gzipped = _is_gzip(path)
+def read_file(path: str, schema: TableSchema, file_name: str, source_month: Optional[str]) -> Iterator[pa.RecordBatch]:
+    """Stream a downloaded file as raw-table batches: `read_parquet` for `*.parquet`, else `read_csv_gz`."""
+    reader = read_parquet if file_name.endswith(".parquet") else read_csv_gz
+    return reader(path, schema, file_name, source_month)
+
+
+def file_columns(path: str, schema: TableSchema, file_name: str) -> pa.Schema:
+    """The schema of the batches `read_file` yields for a file, from its header or metadata (no row is read).
+
+    Raises FileFormatError for what can be told without the rows: not the format, an HTML page, a missing
+    required column.
+    """
+    if file_name.endswith(".parquet"):
+        _refuse_html(path, file_name)
+        source = _parquet_file(path, file_name).schema_arrow
+        return Conformer(schema, source.names, file_name).columns({f.name: f.type for f in source})
+    conformer, _ = _csv_header(path, schema, file_name, _is_gzip(path))
+    return conformer.columns(dict.fromkeys(conformer.extra, TEXT))
+
+
+def _csv_header(path: str, schema: TableSchema, file_name: str, gzipped: bool) -> Tuple[Conformer, List[str]]:
+    """The CSV's conformer and the column names pyarrow reads it with (unnamed trailing fields named `__empty_i`)."""
     _refuse_html(path, file_name, gzipped)
     names, row_fields = _peek(path, gzipped, file_name)
     # A trailing separator on data rows adds an unnamed field: give it a name so pyarrow accepts it, then drop it.
     names = [n if n else f"__empty_{i}" for i, n in enumerate(names)]
     names += [f"__empty_{i}" for i in range(len(names), row_fields)]
-    conformer = Conformer(schema, [n for n in names if not n.startswith("__empty_")], file_name)
+    return Conformer(schema, [n for n in names if not n.startswith("__empty_")], file_name), names
+
+
+def read_csv_gz(
+    path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
+) -> Iterator[pa.RecordBatch]:
+    """Stream a gzip CSV (or a plain CSV when the file is not gzip) as raw-table batches."""
+    gzipped = _is_gzip(path)
+    conformer, names = _csv_header(path, schema, file_name, gzipped)
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=CSV_BLOCK_SIZE)
     convert_options = pacsv.ConvertOptions(
         column_types={n: _csv_read_type(schema.lookup(n)) if not n.startswith("__empty_") else TEXT for n in names},
@@ -220,15 +253,19 @@ def read_parquet(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a parquet file as raw-table batches."""
     _refuse_html(path, file_name)
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise FileFormatError(f"{file_name} is not a readable parquet file: {exc}") from None
+    pf = _parquet_file(path, file_name)
     conformer = Conformer(schema, pf.schema_arrow.names, file_name)
     try:
         yield from _non_empty(conformer, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS), source_month)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+
+
+def _parquet_file(path: str, file_name: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{file_name} is not a readable parquet file: {exc}") from None
 
 
 def _non_empty(

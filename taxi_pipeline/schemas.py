@@ -210,6 +210,14 @@ def trip_schema(taxi: str) -> TableSchema:
         raise ValueError(f"unknown taxi type {taxi!r}: choose from {', '.join(TAXI_TYPES)}") from None
 
 
+def table_schema(table: str) -> TableSchema:
+    """The column map of a raw table (`green_tripdata`, …, `taxi_zone_lookup`); ValueError for another name."""
+    for schema in (*TRIP_SCHEMAS.values(), ZONES):
+        if schema.table == table:
+            return schema
+    raise ValueError(f"no raw table {table!r}")
+
+
 def parse_taxi_types(value: Iterable[str] | str) -> List[str]:
     """Split and validate taxi types (`green,yellow`, `["green"]` or a list), keeping order, dropping repeats."""
     if isinstance(value, str) and value.strip().startswith("["):

@@ -5,6 +5,10 @@ from typing import Dict, Tuple
 CSV = "csv"
 PARQUET = "parquet"
 FILE_FORMATS = (CSV, PARQUET)
+MANIFEST = "jsonl"
+"""The load file format of our Postgres manifests (one JSON line naming a downloaded file, see `binary_copy`).
+
+dlt imports a file only in a format it can write; Postgres has no jsonl job of its own, so none is confused."""
 
 DEFAULT_BASE_URLS: Dict[str, str] = {
     # DataTalksClub nyc-tlc-data releases: {root}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz
@@ -56,9 +60,6 @@ READ_AHEAD_BATCHES = 4
 
 ROWS_PER_ITEM = 250_000
 """Rows per Arrow table handed to dlt (it validates hints per item: fewer, bigger items are cheaper)."""
-
-ENCODE_THREADS = 2
-"""Threads encoding batches into the CSV file Postgres COPYs (pyarrow's CSV writer uses one core per batch)."""
 
 DUCKDB_LOAD_SETTINGS: Dict[str, object] = {
     # a month's insert keeps peak memory flat instead of caching the whole month (up to 80 % of RAM)

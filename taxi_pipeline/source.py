@@ -49,9 +49,10 @@ def taxi_source(
         base_url: root URL of the layout; defaults to the format's public root. `sources.taxi.base_url`.
         zones: include the `taxi_zone_lookup` resource.
         force: load the given months even when state says they are loaded and unchanged.
-        load_files: yield each file as one load file of this format (`csv` ready for Postgres `COPY`, with
-            `loader_file_format="csv"`; `parquet` for DuckDB), imported into the load package as it is, instead
-            of Arrow tables (None).
+        load_files: yield each file as one load file of this format, imported into the load package as it is,
+            instead of Arrow tables (None): `parquet` (DuckDB), or `jsonl` (Postgres through our destination:
+            a manifest its load job parses into binary COPY; needs `prefetched`, and leaves recording the month
+            in state to the caller, see `binary_copy`).
         prefetched: a month of the (first) taxi type already being fetched with the same `load_files`, used
             instead of downloading it again (see `prefetch`).
         overdue_after_months: a month this many months old that answers 404 is a wrong `base_url` or
@@ -105,7 +106,8 @@ def trip_resource(
                 record: Dict[str, Any] = {}
                 ready = prefetched.result() if prefetched and prefetched.plan.url == plan.url else None
                 yield from read_remote(client, plan.url, plan.file_name, schema, plan.month, record, load_files, ready)
-                loaded[plan.month] = record
+                if record:  # empty with manifest load files: the run records the month after the load
+                    loaded[plan.month] = record
 
     return trips
 

@@ -473,18 +473,28 @@ def test_csv_changes_that_are_not_errors_load_exactly(mirror, workdir, target):
 
 
 def test_parquet_with_an_unknown_new_column_evolves_the_table_typed(mirror, workdir, target):
+    """New columns keep their width (int32 stays int32, float32 becomes double), and a later month's wider ints
+    still load into the column made from the first (Postgres's binary COPY takes only the column's exact type)."""
     mirror.put("/trip-data/green_tripdata_2019-01.parquet", tlc_files.trip_parquet("green", "2019-01", 10))
     mirror.put(
         "/trip-data/green_tripdata_2019-02.parquet",
-        _parquet_with("2019-02", 6, surge_fee=pa.array([1.25] * 6, pa.float64())),
+        _parquet_with(
+            "2019-02",
+            6,
+            surge_fee=pa.array([1.25] * 6, pa.float64()),
+            surge_count=pa.array([2] * 6, pa.int32()),
+            surge_ratio=pa.array([0.5] * 6, pa.float32()),
+        ),
     )
-    args = ["--format", "parquet", "--taxi", "green", "--start", "2019-01", "--end", "2019-02"]
+    mirror.put("/trip-data/green_tripdata_2019-03.parquet", _parquet_with("2019-03", 4, surge_count=pa.array([3] * 4)))
+    args = ["--format", "parquet", "--taxi", "green", "--start", "2019-01", "--end", "2019-03"]
     r = run_cli(workdir, mirror, target, *args)
     assert r.returncode == 0, r
-    assert target.counts() == {"2019-01": 10, "2019-02": 6}
-    fees = "select source_month, sum(surge_fee) from taxi_raw.green_tripdata group by 1 order by 1"
-    got = [(m, None if v is None else float(v)) for m, v in target.query(fees)]
-    assert got == [("2019-01", None), ("2019-02", 7.5)]
+    assert target.counts() == {"2019-01": 10, "2019-02": 6, "2019-03": 4}
+    sums = "sum(surge_fee), sum(surge_count), sum(surge_ratio)"
+    fees = f"select source_month, {sums} from taxi_raw.green_tripdata group by 1 order by 1"
+    got = [(m, *(None if v is None else float(v) for v in vs)) for m, *vs in target.query(fees)]
+    assert got == [("2019-01", None, None, None), ("2019-02", 7.5, 12.0, 3.0), ("2019-03", None, 12.0, None)]
 
 
 # --- secrets -----------------------------------------------------------------------------------------------------

@@ -37,14 +37,17 @@ def test_loads_exact_rows_through_copy(mirror, cli, pg):
     assert pg.query(
         "select count(*) from taxi_raw.green_tripdata where lpep_pickup_datetime = %s::timestamp", first
     ) == [(1,)]
-    # trip rows went through dlt's csv files and COPY, never row-wise INSERTs
+    # trip rows went through our manifest and its binary COPY job, never dlt's row-wise INSERTs or a parquet file
     from taxi_pipeline.pipeline import make_pipeline
 
-    trace = make_pipeline("postgres").last_trace.last_load_info
-    files = [j.file_path for pkg in trace.load_packages for j in pkg.jobs["completed_jobs"]]
-    trip_files = [f for f in files if os.path.basename(f).startswith("yellow_tripdata.")]
-    # ... as plain csv: dlt's gzip of its own intermediate files is off
-    assert trip_files and all(f.endswith(".csv") for f in trip_files if not f.endswith(".sql")), files
+    pipeline = make_pipeline("postgres")
+    files = [
+        os.path.basename(job.file_path)
+        for load_id in pipeline.list_completed_load_packages()
+        for job in pipeline.get_load_package_info(load_id).jobs["completed_jobs"]
+    ]
+    trip_files = [f for f in files if f.startswith(("green_tripdata.", "yellow_tripdata."))]
+    assert len(trip_files) == 2 and all(f.endswith(".jsonl") for f in trip_files), files
 
 
 def test_failed_replace_leaves_the_previous_rows(mirror, cli, pg):
@@ -196,7 +199,12 @@ def test_trip_tables_get_a_month_brin_index(mirror, cli, pg):
     assert pg_load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
     assert pg.query(
         "select indexdef from pg_indexes where schemaname = 'taxi_raw' and tablename = 'green_tripdata'"
-    ) == [("CREATE INDEX green_tripdata_source_month_brin ON taxi_raw.green_tripdata USING brin (source_month)",)]
+    ) == [
+        (
+            "CREATE INDEX green_tripdata_source_month_brin ON taxi_raw.green_tripdata USING brin (source_month)"
+            " WITH (autosummarize='on')",
+        )
+    ]
 
 
 def _heap_blocks(pg) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 
 import pyarrow as pa
 import pytest
 
-from taxi_pipeline.load_files import write_copy_csv, write_parquet
+from taxi_pipeline.load_files import write_parquet
 from taxi_pipeline.streams import coalesce, read_ahead
 
 
@@ -50,43 +49,6 @@ def test_coalesce_hands_over_bigger_tables_and_every_row():
     tables = list(coalesce(batches, 25))
     assert [t.num_rows for t in tables] == [30, 30, 10]
     assert pa.concat_tables(tables).column("a").to_pylist() == list(range(70))
-
-
-def test_copy_csv_is_compact_and_quotes_only_where_needed(tmp_path):
-    whole = dt.datetime(2019, 1, 1, 8, 30, 5)
-    first = pa.table(
-        {
-            "VendorID": [1, None],
-            "pickup": pa.array([whole, whole], pa.timestamp("us")),
-            "New Column": ["plain", None],
-        }
-    )
-    second = pa.table(
-        {
-            "VendorID": [2],
-            "pickup": pa.array([whole.replace(microsecond=250000)], pa.timestamp("us")),
-            "New Column": ['has, a comma and "quotes"'],
-        }
-    )
-    path = tmp_path / "copy.csv"
-    rows, schema = write_copy_csv(
-        [first, pa.table({"VendorID": [], "pickup": [], "New Column": []}), second], str(path)
-    )
-    assert rows == 3
-    assert schema.names == ["vendor_id", "pickup", "new_column"]  # dlt's snake_case names, as the table has
-    assert schema.field("pickup").type == pa.timestamp("us")  # hints keep the real type
-    assert path.read_text().splitlines() == [
-        "vendor_id,pickup,new_column",
-        "1,2019-01-01 08:30:05,plain",  # whole seconds: no fraction for the server to parse
-        ",2019-01-01 08:30:05,",
-        '2,2019-01-01 08:30:05.250000,"has, a comma and ""quotes"""',  # this batch alone is quoted
-    ]
-
-
-def test_copy_csv_of_no_rows_is_a_header_less_empty_file(tmp_path):
-    path = tmp_path / "copy.csv"
-    rows, schema = write_copy_csv([], str(path))
-    assert (rows, len(schema), path.read_bytes()) == (0, 0, b"")
 
 
 def test_parquet_load_file_has_dlt_names_dictionary_text_only_and_row_groups(tmp_path, monkeypatch):
