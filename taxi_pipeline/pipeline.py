@@ -397,23 +397,22 @@ def _load(
         cause = copied.error if copied is not None and copied.error is not None else exc
         detail = f"{label}: {one_line(cause)}"
         return MonthResult(table, month, FAILED, seconds=time.monotonic() - started, detail=detail, error=cause)
+    copied = _copied(table, month) if deferred is not None else None
+    if deferred is not None:
+        fetched = deferred.result()
+        entry = month_record(fetched.fingerprint, copied.rows, os.path.basename(fetched.path)) if copied else None
+    elif month:
+        entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
+    else:
+        entry = _source_state(pipeline).get(ZONES_KEY)
     if month:
         try:
             index_month_column(pipeline, table, SOURCE_MONTH)
         except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
             logger.warning(f"no month index on {table}: {one_line(exc)}")
-        copied = None
-        if deferred is not None:
-            copied = _copied(table, month)
-            fetched = deferred.result()
-            entry = month_record(fetched.fingerprint, copied.rows, os.path.basename(fetched.path)) if copied else None
-        else:
-            entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
-    else:
-        entry = _source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
-    counted = deferred is not None and appended and copied is not None and copied.checked
-    actual = rows if counted else _count(pipeline, table, month)
+    checked = appended and copied is not None and copied.checked
+    actual = rows if checked else _count(pipeline, table, month)
     if rows is None or actual != rows:
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)

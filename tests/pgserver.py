@@ -50,8 +50,8 @@ class Cluster:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
-    """Start a cluster; RuntimeError naming the fix when the binaries are missing or it does not start."""
+def start_cluster(*settings: str) -> Cluster:
+    """Start a cluster, with extra `name=value` server settings; RuntimeError naming the fix when it cannot."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
@@ -69,5 +69,6 @@ def start_cluster() -> Cluster:
 
     run(os.path.join(bin_dir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    options += "".join(f" -c {setting}" for setting in settings)
     run(os.path.join(bin_dir, "pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start")
     return Cluster(base, port, bin_dir, as_user)

@@ -110,10 +110,15 @@ def test_closing_a_prefetch_stops_it_and_removes_its_folder(mirror, own_tmp):
         prefetch.result()
 
 
-def test_a_finished_prefetch_holds_the_load_file_until_closed(mirror, own_tmp):
+def _january(mirror) -> tuple:
+    """A 12-row green January on the mirror: its path there and the plan that loads it."""
     mirror.trips("green", "2019-01", 12)
     path = "/green/green_tripdata_2019-01.csv.gz"
-    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+    return path, MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+
+
+def test_a_finished_prefetch_holds_the_load_file_until_closed(mirror, own_tmp):
+    path, plan = _january(mirror)
 
     with Prefetch(plan, trip_schema("green"), "parquet") as prefetch:
         fetched = prefetch.result()
@@ -124,9 +129,7 @@ def test_a_finished_prefetch_holds_the_load_file_until_closed(mirror, own_tmp):
 
 def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror, own_tmp):
     """Postgres's load file: the downloaded file, named for the load job to parse later; columns from the header."""
-    mirror.trips("green", "2019-01", 12)
-    path = "/green/green_tripdata_2019-01.csv.gz"
-    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+    path, plan = _january(mirror)
 
     with Prefetch(plan, trip_schema("green"), "jsonl") as prefetch:
         fetched = prefetch.result()
@@ -144,9 +147,7 @@ def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror
 
 
 def test_an_unknown_load_file_format_is_refused_before_downloading(mirror, own_tmp):
-    mirror.trips("green", "2019-01", 12)
-    path = "/green/green_tripdata_2019-01.csv.gz"
-    plan = MonthPlan("2019-01", mirror.url + path, "green_tripdata_2019-01.csv.gz", LOAD)
+    path, plan = _january(mirror)
     with Prefetch(plan, trip_schema("green"), "csv") as prefetch, pytest.raises(ValueError, match="'csv'"):
         prefetch.result()
     assert mirror.gets("green_tripdata_2019-01") == 0
