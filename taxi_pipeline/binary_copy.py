@@ -4,8 +4,8 @@ A month's load file for Postgres is a small manifest naming the downloaded file 
 file, written by `load_files.write_manifest`). Its load job (`BinaryCopyJob`, run by dlt's loader like any
 other job) parses that file and streams the batches into one binary `COPY` on an ADBC connection, so the parse
 overlaps the server's ingest instead of preceding it, and memory holds a few batches, not the month. The
-transaction commits only when the server's count of copied rows equals the rows parsed; a bad value fails the
-job before anything is committed.
+transaction commits only when the month's rows in the table, counted inside it, are the rows parsed; a bad
+value fails the job before anything is committed.
 
 Rows are known only once the job has run: it leaves them (or its error) for the run to take with
 `take_copied`, which records the month in state after the load (see `pipeline`).
@@ -18,17 +18,19 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common import logger
 from dlt.common.destination.client import LoadJob
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
 
-from taxi_pipeline.destinations import month_index_sql
-from taxi_pipeline.errors import LoadError, TaxiPipelineError, one_line
-from taxi_pipeline.load_files import dlt_schema
+from taxi_pipeline.destinations import month_index_name, month_index_sql
+from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.load_files import MANIFEST_KEY, dlt_schema
+from taxi_pipeline.months import Month
 from taxi_pipeline.progress import DONE, ROWS, report
 from taxi_pipeline.readers import read_file
 from taxi_pipeline.schemas import SOURCE_MONTH, file_label, table_schema
@@ -38,27 +40,28 @@ from taxi_pipeline.streams import read_ahead
 
 @dataclass
 class Copied:
-    """What a load job did with one file: the rows it copied, or the error it failed with."""
+    """What a load job did with one file: the rows it copied (counted by the server), or the error it failed with."""
 
     rows: int = 0
-    checked: bool = False
-    """The server reported its count of the rows copied, and it was `rows`."""
     error: Optional[BaseException] = None
 
 
-_copied: Dict[Tuple[str, Optional[str]], Copied] = {}
+_copied: Dict[str, Copied] = {}
 _copied_lock = threading.Lock()
 
 
-def take_copied(table: str, source_month: Optional[str]) -> Optional[Copied]:
-    """What the load job of `table`'s file of `source_month` left (once), or None when no job ran for it."""
+def take_copied(downloaded: str) -> Optional[Copied]:
+    """What the load job of the downloaded file at `downloaded` left (once), or None when no job ran for it.
+
+    Keyed by the file's path, unique to the folder it was fetched into, so no two loads can take each other's.
+    """
     with _copied_lock:
-        return _copied.pop((table, source_month), None)
+        return _copied.pop(downloaded, None)
 
 
-def _leave(key: Tuple[str, Optional[str]], copied: Copied) -> None:
+def _leave(downloaded: str, copied: Copied) -> None:
     with _copied_lock:
-        _copied[key] = copied
+        _copied[downloaded] = copied
 
 
 class BinaryCopyClient(PostgresClient):
@@ -79,27 +82,28 @@ class BinaryCopyJob(PostgresParquetCopyJob):
 
     def run(self) -> None:
         """Parse the file into one binary COPY; DestinationTerminalException (no retry) for any failure."""
-        with open(self._file_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-        key = (manifest["table"], manifest["month"])
+        try:
+            manifest = read_manifest(self._file_path)
+        except (OSError, ValueError) as exc:
+            raise DestinationTerminalException(f"{self._file_name}: {one_line(exc)}") from exc
         try:
             copied = self._copy(manifest)
         except Exception as exc:
-            _leave(key, Copied(error=exc))
+            _leave(manifest["path"], Copied(error=exc))
             raise DestinationTerminalException(one_line(exc)) from exc
-        _leave(key, copied)
+        _leave(manifest["path"], copied)
 
     def _copy(self, manifest: Mapping[str, Any]) -> Copied:
         schema = table_schema(manifest["table"])
-        label = file_label(schema.table, manifest["month"])
-        batches = read_file(manifest["path"], schema, manifest["file"], manifest["month"])
+        month = manifest["month"]
+        label = file_label(schema.table, month)
+        batches = read_file(manifest["path"], schema, manifest["file"], month)
         parsed = 0
         failure: Optional[BaseException] = None
         with contextlib.closing(read_ahead(batches, READ_AHEAD_BATCHES)) as ahead:
             first = next(ahead)  # a file without rows raises here, before a connection is opened
-            target = copy_schema(first.schema, self._load_table.get("columns", {}))
 
-            def stream() -> Iterator[pa.RecordBatch]:
+            def stream(target: pa.Schema) -> Iterator[pa.RecordBatch]:
                 nonlocal parsed, failure
                 try:
                     for batch in itertools.chain([first], ahead):
@@ -114,60 +118,90 @@ class BinaryCopyJob(PostgresParquetCopyJob):
             with self._connect() as conn, conn.cursor() as cur:
                 _, schema_name = self._set_catalog_and_schema()
                 if schema.lineage and not self._job_client.in_staging_dataset_mode:
-                    # on the table still empty it costs nothing; made after the load it would read the whole month
-                    cur.execute(month_index_sql(self._job_client.sql_client, self.load_table_name, SOURCE_MONTH))
+                    self._ensure_month_index(conn, cur, schema_name)
+                table = conn.adbc_get_table_schema(self.load_table_name, db_schema_filter=schema_name)
+                target = copy_schema(first.schema, table)
                 try:
-                    copied = cur.adbc_ingest(
+                    cur.adbc_ingest(
                         self.load_table_name,
-                        pa.RecordBatchReader.from_batches(target, stream()),
+                        pa.RecordBatchReader.from_batches(target, stream(target)),
                         mode="append",
                         db_schema_name=schema_name,
                     )
-                except Exception:
-                    if isinstance(failure, TaxiPipelineError):
-                        raise failure from None
+                except Exception as exc:
+                    if failure is not None:  # the parse failed: say that, not the driver's "failed to read"
+                        raise failure from exc
                     raise
-                if copied not in (-1, parsed):
-                    raise LoadError(f"{manifest['file']}: the server copied {copied} rows of the {parsed} read")
+                rows = parsed if month is None else self._month_rows(cur, schema_name, month)
+                if rows != parsed:
+                    raise LoadError(
+                        f"{manifest['file']}: the table holds {rows} rows of {month} after copying the {parsed} "
+                        "read; nothing was committed"
+                    )
                 conn.commit()
-        return Copied(rows=parsed, checked=copied == parsed)
+        return Copied(rows=rows)
+
+    def _month_rows(self, cur: Any, schema_name: Optional[str], month: str) -> int:
+        """The month's rows in the table as this transaction sees them: the server's count, before commit.
+
+        A month is appended only where it has no rows (or copied into the empty staging table), so anything
+        but the rows parsed means rows this load did not bring, and the COPY is rolled back.
+        """
+        client = self._job_client.sql_client
+        table = ".".join(client.escape_column_name(n) for n in (schema_name, self.load_table_name) if n)
+        cur.execute(f"SELECT count(*) FROM {table} WHERE {SOURCE_MONTH} = '{Month.parse(month)}'")
+        return int(cur.fetchone()[0])
+
+    def _ensure_month_index(self, conn: Any, cur: Any, schema_name: Optional[str]) -> None:
+        """The BRIN month index, made in its own transaction where it is missing (a lock-free look first).
+
+        Made on the table still empty, it costs nothing; made after the load, it would read the whole month.
+        A role that may not create it (not the table's owner) loads without it: it only speeds things up.
+        """
+        client = self._job_client.sql_client
+        name = f"{schema_name}.{month_index_name(self.load_table_name, SOURCE_MONTH)}"
+        cur.execute(f"SELECT to_regclass('{client.escape_column_name(name, quote=False)}') IS NULL")
+        if not cur.fetchone()[0]:
+            return
+        try:
+            cur.execute(month_index_sql(client, self.load_table_name, SOURCE_MONTH))
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            logger.warning(f"no month index on {self.load_table_name}: {one_line(exc)}")
 
 
-_DLT_TO_ARROW = {"double": pa.float64(), "text": pa.string(), "bool": pa.bool_(), "date": pa.date32()}
+def read_manifest(path: str) -> Dict[str, Any]:
+    """A manifest written by `load_files.write_manifest`; ValueError for any other file."""
+    with open(path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    if not isinstance(manifest, dict) or manifest.get(MANIFEST_KEY) != 1:
+        raise ValueError("not a taxi_pipeline manifest: Postgres loads no other jsonl files")
+    return manifest
 
 
-def copy_schema(schema: pa.Schema, columns: Mapping[str, Mapping[str, Any]]) -> pa.Schema:
+def copy_schema(schema: pa.Schema, table: pa.Schema) -> pa.Schema:
     """The batches' schema as binary COPY must send it: dlt's column names and the table's exact types.
 
-    Binary COPY does not convert: an int32 sent into a `bigint` column is refused. A column the table already
-    has (`columns`: dlt's schema of it) is sent as its type; a new one as dlt will create it from the Arrow type
-    (integers by width, floats as double). Columns without a type (all null, never created by dlt) are left out.
+    Binary COPY does not convert: an int32 sent into a `bigint` column is refused. Each column goes as the
+    table has it (`table`: the table's schema as the driver reads it), whatever dlt's schema says now; one the
+    table lacks as dlt would create it (integers by width, floats as double). Columns that are all null and
+    that the table lacks (dlt creates no column without a type) are left out.
     """
     fields = []
     for field in dlt_schema(schema):
-        known = arrow_type(columns.get(field.name, {}))
-        type_ = known or _as_dlt_creates(field.type)
-        if not pa.types.is_null(type_):
-            fields.append(field.with_type(type_))
+        if field.name in table.names:
+            fields.append(field.with_type(table.field(field.name).type))
+        elif not pa.types.is_null(field.type):
+            fields.append(field.with_type(_as_dlt_creates(field.type)))
     return pa.schema(fields)
-
-
-def arrow_type(column: Mapping[str, Any]) -> Optional[pa.DataType]:
-    """The Arrow type Postgres's binary COPY takes for a dlt column, None when there is no simple one."""
-    data_type = column.get("data_type")
-    if data_type == "bigint":
-        precision = column.get("precision") or 64
-        return pa.int16() if precision <= 16 else pa.int32() if precision <= 32 else pa.int64()
-    if data_type == "timestamp":
-        return pa.timestamp("us", None if column.get("timezone") is False else "UTC")
-    return _DLT_TO_ARROW.get(str(data_type))
 
 
 def _as_dlt_creates(type_: pa.DataType) -> pa.DataType:
     if pa.types.is_dictionary(type_):
         type_ = type_.value_type
     if pa.types.is_integer(type_):
-        return arrow_type({"data_type": "bigint", "precision": type_.bit_width}) or type_
+        return pa.int16() if type_.bit_width <= 16 else pa.int32() if type_.bit_width <= 32 else pa.int64()
     if pa.types.is_floating(type_):
         return pa.float64()
     if pa.types.is_large_string(type_):

@@ -53,7 +53,12 @@ def write_parquet(batches: Iterable[pa.Table | pa.RecordBatch], path: str) -> Tu
     return rows, schema
 
 
+MANIFEST_KEY = "taxi_pipeline_manifest"
+"""The key that marks a manifest (its value: the manifest version, 1), so no other jsonl file is taken for one."""
+
+
 def write_manifest(path: str, downloaded: str, file_name: str, table: str, source_month: Optional[str]) -> None:
-    """Write the manifest load file of a downloaded file: where it is, its name, table and month."""
+    """Write the manifest load file (`jsonl`) of a downloaded file: where it is, its name, table and month."""
+    manifest = {MANIFEST_KEY: 1, "path": downloaded, "file": file_name, "table": table, "month": source_month}
     with open(path, "w", encoding="utf-8") as out:
-        json.dump({"path": downloaded, "file": file_name, "table": table, "month": source_month}, out)
+        json.dump(manifest, out)

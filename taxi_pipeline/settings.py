@@ -8,7 +8,8 @@ FILE_FORMATS = (CSV, PARQUET)
 MANIFEST = "jsonl"
 """The load file format of our Postgres manifests (one JSON line naming a downloaded file, see `binary_copy`).
 
-dlt imports a file only in a format it can write; Postgres has no jsonl job of its own, so none is confused."""
+dlt imports a file only in a format it can write; Postgres has no jsonl job of its own. A jsonl file without
+our marker fails its job, naming the file."""
 
 DEFAULT_BASE_URLS: Dict[str, str] = {
     # DataTalksClub nyc-tlc-data releases: {root}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz

@@ -1,8 +1,9 @@
 """The dlt source: one resource per taxi type plus the zone lookup, incremental by month through dlt state.
 
 Each trip resource keeps, in its resource state, one entry per loaded month: the file's fingerprint (ETag,
-Last-Modified, size), its row count, name and load time. dlt stores that state in the destination with the data,
-so a fresh working directory picks it up again.
+Last-Modified, size), its row count, name and load time. dlt stores that state in the destination with the data
+(on Postgres the run stores it right after the data, see `binary_copy`), so a fresh working directory picks it
+up again.
 """
 
 from __future__ import annotations

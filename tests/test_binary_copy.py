@@ -14,17 +14,23 @@ def test_copy_schema_sends_the_tables_types_and_dlts_names():
         [
             pa.field("VendorID", pa.int64()),  # the table made it `integer` from an earlier month's int32
             pa.field("pickup", pa.timestamp("ns")),
-            pa.field("fare", pa.float32()),  # a new column: dlt makes every float a double
+            pa.field("fare", pa.float32()),  # the table lacks it: dlt makes every float a double
             pa.field("zone", pa.large_string()),
             pa.field("flag", pa.dictionary(pa.int8(), pa.string())),
             pa.field("count16", pa.int8()),
             pa.field("nothing", pa.null()),  # all null: dlt creates no column for it
+            pa.field("note", pa.null()),  # all null in this file, but the table has it
         ]
     )
-    table = {
-        "vendor_id": {"data_type": "bigint", "precision": 32},
-        "pickup": {"data_type": "timestamp", "timezone": False},
-    }
+    table = pa.schema(
+        [
+            pa.field("vendor_id", pa.int32()),
+            pa.field("pickup", pa.timestamp("us")),
+            pa.field("zone", pa.string()),
+            pa.field("note", pa.string()),
+            pa.field("other", pa.float64()),  # in the table, not in this file: null by COPY's column list
+        ]
+    )
     assert copy_schema(batch, table) == pa.schema(
         [
             pa.field("vendor_id", pa.int32()),
@@ -33,13 +39,20 @@ def test_copy_schema_sends_the_tables_types_and_dlts_names():
             pa.field("zone", pa.string()),
             pa.field("flag", pa.string()),
             pa.field("count16", pa.int16()),
+            pa.field("note", pa.string()),
         ]
     )
 
 
-def test_timestamps_with_a_zone_go_as_utc():
-    target = copy_schema(pa.schema([pa.field("t", pa.timestamp("us"))]), {"t": {"data_type": "timestamp"}})
-    assert target.field("t").type == pa.timestamp("us", "UTC")
+def test_a_manifest_is_told_from_any_other_jsonl_file(tmp_path):
+    from taxi_pipeline.binary_copy import read_manifest
+    from taxi_pipeline.load_files import write_manifest
+
+    write_manifest(str(tmp_path / "m.jsonl"), "/x/f.csv.gz", "f.csv.gz", "green_tripdata", "2019-01")
+    assert read_manifest(str(tmp_path / "m.jsonl"))["path"] == "/x/f.csv.gz"
+    (tmp_path / "rows.jsonl").write_text('{"path": "/x", "id": 1}\n')
+    with pytest.raises(ValueError, match="not a taxi_pipeline manifest"):
+        read_manifest(str(tmp_path / "rows.jsonl"))
 
 
 def test_cast_batch_converts_exactly_or_names_the_column():

@@ -135,6 +135,7 @@ def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror
         fetched = prefetch.result()
         manifest = json.loads(Path(fetched.load_path).read_text())
         assert manifest == {
+            "taxi_pipeline_manifest": 1,
             "path": fetched.path,
             "file": "green_tripdata_2019-01.csv.gz",
             "table": "green_tripdata",
