@@ -13,7 +13,6 @@ Rows are known only once the job has run: it leaves them (or its error) for the 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import threading
@@ -27,15 +26,13 @@ from dlt.common.destination.client import LoadJob
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
 
-from taxi_pipeline.destinations import month_index_name, month_index_sql
+from taxi_pipeline.destinations import month_index_regclass, month_index_sql
 from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import MANIFEST_KEY, dlt_schema
 from taxi_pipeline.months import Month
-from taxi_pipeline.progress import DONE, ROWS, report
-from taxi_pipeline.readers import read_file
-from taxi_pipeline.schemas import SOURCE_MONTH, file_label, table_schema
-from taxi_pipeline.settings import MANIFEST, READ_AHEAD_BATCHES
-from taxi_pipeline.streams import read_ahead
+from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
+from taxi_pipeline.settings import MANIFEST
 
 
 @dataclass
@@ -96,29 +93,25 @@ class BinaryCopyJob(PostgresParquetCopyJob):
     def _copy(self, manifest: Mapping[str, Any]) -> Copied:
         schema = table_schema(manifest["table"])
         month = manifest["month"]
-        label = file_label(schema.table, month)
-        batches = read_file(manifest["path"], schema, manifest["file"], month)
         parsed = 0
         failure: Optional[BaseException] = None
-        with contextlib.closing(read_ahead(batches, READ_AHEAD_BATCHES)) as ahead:
-            first = next(ahead)  # a file without rows raises here, before a connection is opened
+        with read_batches(manifest["path"], schema, manifest["file"], month) as batches:
+            first = next(batches)  # a file without rows raises here, before a connection is opened
 
             def stream(target: pa.Schema) -> Iterator[pa.RecordBatch]:
                 nonlocal parsed, failure
                 try:
-                    for batch in itertools.chain([first], ahead):
+                    for batch in itertools.chain([first], batches):
                         parsed += batch.num_rows
-                        report(ROWS, label, batch.num_rows)
                         yield cast_batch(batch, target)
                 except BaseException as exc:  # the driver sees a failed stream; the run sees this error
                     failure = exc
                     raise
-                report(ROWS, label, 0, message=DONE)
 
             with self._connect() as conn, conn.cursor() as cur:
                 _, schema_name = self._set_catalog_and_schema()
                 if schema.lineage and not self._job_client.in_staging_dataset_mode:
-                    self._ensure_month_index(conn, cur, schema_name)
+                    self._ensure_month_index(conn, cur)
                 table = conn.adbc_get_table_schema(self.load_table_name, db_schema_filter=schema_name)
                 target = copy_schema(first.schema, table)
                 try:
@@ -132,7 +125,7 @@ class BinaryCopyJob(PostgresParquetCopyJob):
                     if failure is not None:  # the parse failed: say that, not the driver's "failed to read"
                         raise failure from exc
                     raise
-                rows = parsed if month is None else self._month_rows(cur, schema_name, month)
+                rows = parsed if month is None else self._month_rows(cur, month)
                 if rows != parsed:
                     raise LoadError(
                         f"{manifest['file']}: the table holds {rows} rows of {month} after copying the {parsed} "
@@ -141,26 +134,25 @@ class BinaryCopyJob(PostgresParquetCopyJob):
                 conn.commit()
         return Copied(rows=rows)
 
-    def _month_rows(self, cur: Any, schema_name: Optional[str], month: str) -> int:
+    def _month_rows(self, cur: Any, month: str) -> int:
         """The month's rows in the table as this transaction sees them: the server's count, before commit.
 
         A month is appended only where it has no rows (or copied into the empty staging table), so anything
         but the rows parsed means rows this load did not bring, and the COPY is rolled back.
         """
-        client = self._job_client.sql_client
-        table = ".".join(client.escape_column_name(n) for n in (schema_name, self.load_table_name) if n)
-        cur.execute(f"SELECT count(*) FROM {table} WHERE {SOURCE_MONTH} = '{Month.parse(month)}'")
+        client = self._job_client.sql_client  # in the staging dataset for a replacement, as the COPY is
+        table, column = client.make_qualified_table_name(self.load_table_name), client.escape_column_name(SOURCE_MONTH)
+        cur.execute(f"SELECT count(*) FROM {table} WHERE {column} = '{Month.parse(month)}'")
         return int(cur.fetchone()[0])
 
-    def _ensure_month_index(self, conn: Any, cur: Any, schema_name: Optional[str]) -> None:
+    def _ensure_month_index(self, conn: Any, cur: Any) -> None:
         """The BRIN month index, made in its own transaction where it is missing (a lock-free look first).
 
         Made on the table still empty, it costs nothing; made after the load, it would read the whole month.
         A role that may not create it (not the table's owner) loads without it: it only speeds things up.
         """
         client = self._job_client.sql_client
-        name = f"{schema_name}.{month_index_name(self.load_table_name, SOURCE_MONTH)}"
-        cur.execute(f"SELECT to_regclass('{client.escape_column_name(name, quote=False)}') IS NULL")
+        cur.execute(f"SELECT to_regclass('{month_index_regclass(client, self.load_table_name, SOURCE_MONTH)}') IS NULL")
         if not cur.fetchone()[0]:
             return
         try:

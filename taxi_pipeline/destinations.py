@@ -174,9 +174,8 @@ def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
         return
     with pipeline.sql_client() as client:
         client.execute_sql(month_index_sql(client, table, column))
-        name = client.escape_column_name(month_index_name(table, column))
         client.execute_sql(
-            "SELECT brin_summarize_new_values(%s::regclass)", f"{client.fully_qualified_dataset_name()}.{name}"
+            "SELECT brin_summarize_new_values(%s::regclass)", month_index_regclass(client, table, column)
         )
 
 
@@ -195,6 +194,11 @@ def month_index_sql(client: Any, table: str, column: str) -> str:
 def month_index_name(table: str, column: str) -> str:
     """The name of a trip table's BRIN month index."""
     return f"{table}_{column}_brin"
+
+
+def month_index_regclass(client: Any, table: str, column: str) -> str:
+    """The month index's name qualified by the client's dataset, as `regclass` takes it."""
+    return f"{client.fully_qualified_dataset_name()}.{client.escape_column_name(month_index_name(table, column))}"
 
 
 def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:

@@ -284,7 +284,7 @@ def fetch(
             fetched.columns = dlt_schema(file_columns(path, schema, name))
             write_manifest(fetched.load_path, path, name, schema.table, source_month)
         elif load_file == PARQUET:
-            with _batches(fetched, schema, name, source_month, label, stop, collector) as batches:
+            with read_batches(path, schema, name, source_month, stop, collector) as batches:
                 fetched.rows, fetched.columns = write_parquet(batches, fetched.load_path)
     return fetched
 
@@ -330,8 +330,7 @@ def read_remote(
                 yield dlt.mark.with_file_import(fetched.load_path, load_file, rows, hints=hints)
         else:
             rows = 0
-            label = file_label(schema.table, source_month)
-            with _batches(fetched, schema, name, source_month, label) as batches:
+            with read_batches(fetched.path, schema, name, source_month) as batches:
                 for table in coalesce(batches, ROWS_PER_ITEM):
                     rows += table.num_rows
                     yield table
@@ -345,22 +344,24 @@ def month_record(fingerprint: Fingerprint, rows: int, name: str) -> Dict[str, An
 
 
 @contextlib.contextmanager
-def _batches(
-    fetched: FetchedFile,
+def read_batches(
+    path: str,
     schema: TableSchema,
     name: str,
     source_month: Optional[str],
-    label: str,
     stop: Optional[threading.Event] = None,
     collector: Optional[Collector] = None,
 ) -> Iterator[Iterator[pa.RecordBatch]]:
-    """The downloaded file's batches, parsed ahead on a thread that has stopped when the block exits."""
+    """A downloaded file's batches, parsed ahead on a thread that has stopped when the block exits.
+
+    Rows read and the end of reading are reported as progress (see `_counted`).
+    """
     from taxi_pipeline.readers import read_file  # not needed by runs that load nothing: start-up
 
+    batches = read_file(path, schema, name, source_month)
     # closed on any exit, so the reader thread has stopped before the folder is removed
-    batches = read_file(fetched.path, schema, name, source_month)
     with contextlib.closing(read_ahead(batches, READ_AHEAD_BATCHES)) as ahead:
-        yield _counted(ahead, label, stop, collector)
+        yield _counted(ahead, file_label(schema.table, source_month), stop, collector)
 
 
 def _counted(
