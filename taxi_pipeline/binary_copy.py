@@ -110,10 +110,13 @@ class BinaryCopyJob(PostgresParquetCopyJob):
 
             with self._connect() as conn, conn.cursor() as cur:
                 _, schema_name = self._set_catalog_and_schema()
-                if schema.lineage and not self._job_client.in_staging_dataset_mode:
+                appending = not self._job_client.in_staging_dataset_mode  # else into the emptied staging table
+                if schema.lineage and appending:
                     self._ensure_month_index(conn, cur)
                 table = conn.adbc_get_table_schema(self.load_table_name, db_schema_filter=schema_name)
                 target = copy_schema(first.schema, table)
+                if month is not None and appending and self._has_rows_of(cur, month):
+                    raise LoadError(f"{manifest['file']}: the table already holds rows of {month}; nothing was copied")
                 try:
                     cur.adbc_ingest(
                         self.load_table_name,
@@ -125,25 +128,48 @@ class BinaryCopyJob(PostgresParquetCopyJob):
                     if failure is not None:  # the parse failed: say that, not the driver's "failed to read"
                         raise failure from exc
                     raise
-                rows = parsed if month is None else self._month_rows(cur, month)
+                rows = self._rows_inserted(cur, month)
                 if rows != parsed:
                     raise LoadError(
-                        f"{manifest['file']}: the table holds {rows} rows of {month} after copying the {parsed} "
-                        "read; nothing was committed"
+                        f"{manifest['file']}: the server stored {rows} rows after copying the {parsed} read; "
+                        "nothing was committed"
                     )
                 conn.commit()
         return Copied(rows=rows)
 
-    def _month_rows(self, cur: Any, month: str) -> int:
-        """The month's rows in the table as this transaction sees them: the server's count, before commit.
+    def _has_rows_of(self, cur: Any, month: str) -> bool:
+        """Whether the table holds rows of `month` (an index probe), in the COPY's transaction, before it.
 
-        A month is appended only where it has no rows (or copied into the empty staging table), so anything
-        but the rows parsed means rows this load did not bring, and the COPY is rolled back.
+        A month is appended only where it has none; rows found here (another writer since the run planned the
+        month) fail the load before anything is copied.
         """
-        client = self._job_client.sql_client  # in the staging dataset for a replacement, as the COPY is
-        table, column = client.make_qualified_table_name(self.load_table_name), client.escape_column_name(SOURCE_MONTH)
-        cur.execute(f"SELECT count(*) FROM {table} WHERE {column} = '{Month.parse(month)}'")
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {self._table()} WHERE {self._month_filter(month)})")
+        return bool(cur.fetchone()[0])
+
+    def _rows_inserted(self, cur: Any, month: Optional[str]) -> int:
+        """The rows this transaction inserted into the table, as the server counted them (not the driver).
+
+        Read from the transaction's own statistics, so the month is not read again; only where the server keeps
+        no counts (`track_counts` off) are the month's rows counted.
+        """
+        cur.execute(
+            "SELECT CASE WHEN current_setting('track_counts')::boolean"
+            f" THEN pg_stat_get_xact_tuples_inserted('{self._table()}'::regclass) END"
+        )
+        inserted = cur.fetchone()[0]
+        if inserted is not None:
+            return int(inserted)
+        where = f" WHERE {self._month_filter(month)}" if month is not None else ""
+        cur.execute(f"SELECT count(*) FROM {self._table()}{where}")
         return int(cur.fetchone()[0])
+
+    def _table(self) -> str:
+        """The table the COPY goes into, qualified (in the staging dataset for a replacement)."""
+        return self._job_client.sql_client.make_qualified_table_name(self.load_table_name)
+
+    def _month_filter(self, month: str) -> str:
+        column = self._job_client.sql_client.escape_column_name(SOURCE_MONTH)
+        return f"{column} = '{Month.parse(month)}'"
 
     def _ensure_month_index(self, conn: Any, cur: Any) -> None:
         """The BRIN month index, made in its own transaction where it is missing (a lock-free look first).

@@ -163,20 +163,27 @@ def destination_location(dest: Destination) -> str:
     return "/".join(str(p) for p in parts if p is not None)
 
 
-def index_month_column(pipeline: dlt.Pipeline, table: str, column: str) -> None:
-    """Postgres: a trip table's BRIN index on the month column exists, and covers the rows just loaded.
+def summarize_month_index(pipeline: dlt.Pipeline, table: str, column: str) -> None:
+    """Postgres, before a month is loaded: the trip table's BRIN month index covers every row already there.
 
-    The binary COPY job makes it on the table still empty (`month_index_sql`), so it is never built over a
-    month here; `brin_summarize_new_values` summarizes the page ranges the load filled. It reads them once,
-    and sets the hint bits the next reader of those rows would otherwise pay for.
+    A load leaves its page ranges unsummarized, as Postgres does: VACUUM (autovacuum, after a big insert)
+    summarizes them in the background, setting the rows' hint bits in the same pass, so the load itself does not
+    read the month a second time. Until then a month probe or a replacement's DELETE would read those ranges too,
+    so the next load summarizes what autovacuum has not (nothing, usually, on a monthly schedule; the previous
+    month in a backfill). The binary COPY job makes the index on the table still empty; a table first loaded
+    without it gets it here.
     """
     if destination_kind(pipeline) != "postgres":
         return
     with pipeline.sql_client() as client:
-        client.execute_sql(month_index_sql(client, table, column))
-        client.execute_sql(
-            "SELECT brin_summarize_new_values(%s::regclass)", month_index_regclass(client, table, column)
-        )
+        index = month_index_regclass(client, table, column)
+        exists = "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL"
+        has_table, has_index = client.execute_sql(exists, client.make_qualified_table_name(table), index)[0]
+        if not has_table:
+            return
+        if not has_index:
+            client.execute_sql(month_index_sql(client, table, column))
+        client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
 
 
 def month_index_sql(client: Any, table: str, column: str) -> str:

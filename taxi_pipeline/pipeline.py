@@ -33,8 +33,8 @@ from taxi_pipeline.destinations import (
     destination_kind,
     destination_location,
     import_file_format,
-    index_month_column,
     make_destination,
+    summarize_month_index,
 )
 from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
 from taxi_pipeline.helpers import (
@@ -381,6 +381,11 @@ def _load(
     """
     label = file_label(table, month)
     started = time.monotonic()
+    if month:
+        try:
+            summarize_month_index(pipeline, table, SOURCE_MONTH)
+        except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
+            logger.warning(f"month index on {table} not summarized: {one_line(exc)}")
     try:
         pipeline.extract(source)
         if after_extract:
@@ -405,14 +410,13 @@ def _load(
         entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
     else:
         entry = _source_state(pipeline).get(ZONES_KEY)
-    if month:
-        try:
-            index_month_column(pipeline, table, SOURCE_MONTH)
-        except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
-            logger.warning(f"no month index on {table}: {one_line(exc)}")
     rows = entry.get("rows") if entry else None
-    # the job counted an appended month in its own transaction before committing: no second count of it
-    actual = rows if appended and copied is not None else _count(pipeline, table, month)
+    if month:
+        # the binary COPY job counted an appended month in its own transaction before committing
+        counted = copied.rows if appended and copied is not None else None
+        actual = _month_rows_after_load(pipeline, table, month, counted)
+    else:
+        actual = _count(pipeline, table)
     if rows is None or actual != rows:
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)
@@ -428,6 +432,11 @@ def _load(
             detail = f"{label}: loaded but not recorded ({one_line(exc)}); the month will be replaced next run"
             return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail, error=exc)
     return MonthResult(table, month, outcome, rows, time.monotonic() - started)
+
+
+def _month_rows_after_load(pipeline: dlt.Pipeline, table: str, month: str, counted: Optional[int]) -> int:
+    """A loaded month's rows in the destination: `counted` where its load job counted them, else counted here."""
+    return counted if counted is not None else _count(pipeline, table, month)
 
 
 def _copied(deferred: Prefetch) -> Any:

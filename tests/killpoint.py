@@ -40,7 +40,7 @@ def _targets() -> dict[str, Tuple[Any, str]]:
         "load": (Pipeline, "load"),
         "job": (RunnableLoadJob, "run_managed"),
         "commit": (Load, "complete_package"),
-        "reconcile": (pipeline_mod, "index_month_column"),
+        "reconcile": (pipeline_mod, "_month_rows_after_load"),
     }
 
 
