@@ -79,7 +79,8 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
     description = {
         "status": "List loaded months, rows, fingerprints and load times, read from the destination.",
         "report": "Draw a PNG chart of trips (and revenue, once dbt has run) per month and taxi type.",
-        "dbt": "Run `dbt build` on the destination without loading anything.",
+        "dbt": "Run `dbt build` on the destination without loading anything: the months loaded or replaced "
+        "since the last build, or every month with --full-refresh.",
     }[command]
     parser = _Parser(prog=f"taxi-pipeline {command}", description=description)
     _dest_argument(parser)
@@ -87,6 +88,10 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", help="print the list as JSON")
     if command == "report":
         parser.add_argument("--out", default="trips.png", help="PNG file to write (default: trips.png)")
+    if command == "dbt":
+        parser.add_argument(
+            "--full-refresh", action="store_true", help="rebuild every model from all months and test every row"
+        )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
@@ -146,7 +151,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             _write_report(args.dest, args.out)
             return EXIT_OK
         if command == "dbt":
-            built = build_models(args.dest, on_notice=_notice)
+            built = build_models(args.dest, on_notice=_notice, full_refresh=args.full_refresh)
             if not built.success:
                 print(f"error: {_dbt_failure(built)}", file=sys.stderr)
                 return EXIT_FAILED
@@ -299,7 +304,8 @@ def _write_report(destination: str, out: str) -> None:
     months = sorted({m for by_month in data.trips.values() for m in by_month})
     span = f"{months[0]}..{months[-1]}" if months else "-"
     revenue = f", revenue of {', '.join(data.revenue)}" if data.revenue else ", no revenue (run dbt for it)"
-    print(f"wrote {path}: trips of {', '.join(data.trips)} over {span}{revenue}")
+    rides = ", taxis beside app-based rides" if data.rides else ""
+    print(f"wrote {path}: trips of {', '.join(data.trips)} over {span}{revenue}{rides}")
 
 
 def _status_dict(item: LoadedMonth) -> dict[str, Any]:

@@ -66,8 +66,9 @@ from taxi_pipeline.settings import (
     PARQUET,
     PIPELINE_NAME_PREFIX,
 )
-from taxi_pipeline.source import MONTHS_KEY, ZONES_KEY, taxi_source
-from taxi_pipeline.transform import DbtResult, require_dbt, run_dbt
+from taxi_pipeline.source import taxi_source
+from taxi_pipeline.state import ZONES_KEY, month_entries, record_month, source_state
+from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -210,11 +211,13 @@ def run(
             pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
         )
         if dbt:
-            changed = any(r.outcome in (LOADED, REPLACED) for r in result.results)
+            # months loaded without dbt, or left by a failed build, are taken as well as this run's
+            changed = any(changed_months(pipeline).values())
             if result.ok and changed:
-                result.dbt = run_dbt(pipeline, output=dbt_output)
-            elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds, not a full build
-                on_notice(f"dbt build skipped: {'nothing new was loaded' if result.ok else 'the load failed'}")
+                result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
+            elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds
+                reason = "no month changed since the last dbt build" if result.ok else "the load failed"
+                on_notice(f"dbt build skipped: {reason}")
         return result
 
 
@@ -348,7 +351,7 @@ def _load_zones(
         return
     if remote is None:
         raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
-    entry = _source_state(pipeline).get(ZONES_KEY)
+    entry = source_state(pipeline).get(ZONES_KEY)
     if entry and _count(pipeline, ZONES.table) != entry.get("rows"):
         entry = None
     action = decide(remote, entry)
@@ -407,9 +410,9 @@ def _load(
         fetched = deferred.result()
         entry = month_record(fetched.fingerprint, copied.rows, os.path.basename(fetched.path)) if copied else None
     elif month:
-        entry = _resource_state(pipeline, table).get(MONTHS_KEY, {}).get(month)
+        entry = month_entries(pipeline, table).get(month)
     else:
-        entry = _source_state(pipeline).get(ZONES_KEY)
+        entry = source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
     if month:
         # the binary COPY job counted an appended month in its own transaction before committing
@@ -422,7 +425,7 @@ def _load(
         return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)
     if deferred is not None and entry is not None:
         try:
-            _record_month(pipeline, table, str(month), entry)
+            record_month(pipeline, table, str(month), entry)
         except Exception as exc:
             if pipeline.has_pending_data:
                 pipeline.abort_packages()
@@ -450,18 +453,6 @@ def _copied(deferred: Prefetch) -> Any:
     return take_copied(path)
 
 
-def _record_month(pipeline: dlt.Pipeline, table: str, month: str, entry: Dict[str, Any]) -> None:
-    """Store a month's state entry in the destination: a package holding only the pipeline state, loaded.
-
-    Until it lands, a later run finds the month's rows without an entry and replaces the month (never a duplicate).
-    """
-    with pipeline.managed_state(extract_state=True) as state:
-        resources = state.setdefault("sources", {}).setdefault("taxi", {}).setdefault("resources", {})
-        resources.setdefault(table, {}).setdefault(MONTHS_KEY, {})[month] = entry
-    pipeline.normalize()
-    pipeline.load()
-
-
 @contextlib.contextmanager
 def _opened(
     destination: str, on_notice: Optional[Callable[[str], None]] = None, progress: Optional[Collector] = None
@@ -481,14 +472,6 @@ def _opened(
         yield pipeline, lock
 
 
-def _source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
-    return dict(pipeline.state.get("sources", {}).get("taxi", {}))
-
-
-def _resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
-    return dict(_source_state(pipeline).get("resources", {}).get(table, {}))
-
-
 class TableMonths:
     """A trip table's months in the destination as a run plans with them.
 
@@ -504,7 +487,7 @@ class TableMonths:
 
     def __init__(self, pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]]) -> None:
         self.pipeline, self.table = pipeline, table
-        entries: Dict[str, Mapping[str, Any]] = _resource_state(pipeline, table).get(MONTHS_KEY, {})
+        entries = month_entries(pipeline, table)
         self._counts: Optional[Dict[str, int]] = None
         if counting_is_cheap(pipeline):
             self._counts = month_counts(pipeline, table, months)
@@ -581,17 +564,24 @@ def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
     return int(entry["rows"]) if entry and "rows" in entry else None
 
 
-def build_models(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> DbtResult:
+def build_models(
+    destination: str = "duckdb",
+    on_notice: Optional[Callable[[str], None]] = None,
+    full_refresh: bool = False,
+    output: Optional[TextIO] = None,
+) -> DbtResult:
     """`dbt build` on a destination without loading anything (under the same run lock as a load).
 
+    Builds the months loaded or replaced since the last successful build (none: the models stay as they are,
+    the small ones are checked), or every month with `full_refresh` (see `transform.build_changed`).
     Raises ConfigError when dbt is missing or no trip month is loaded there (dbt would only fail its tests).
     """
     require_dbt()
     require_database(destination)
     with _opened(destination, on_notice) as (pipeline, _):
-        if not any(_resource_state(pipeline, s.table).get(MONTHS_KEY) for s in TRIP_SCHEMAS.values()):
+        if not any(month_entries(pipeline, s.table) for s in TRIP_SCHEMAS.values()):
             raise ConfigError(f"nothing is loaded into {destination} yet: load some months first, then run dbt")
-        return run_dbt(pipeline)
+        return build_changed(pipeline, output=output, full_refresh=full_refresh, on_notice=on_notice)
 
 
 def require_database(destination: str) -> None:
@@ -629,11 +619,11 @@ def status(destination: str = "duckdb") -> List[LoadedMonth]:
     require_database(destination)
     with _opened(destination) as (pipeline, _):
         out: List[LoadedMonth] = []
-        zones = _source_state(pipeline).get(ZONES_KEY)
+        zones = source_state(pipeline).get(ZONES_KEY)
         if zones:
             out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
         for schema in TRIP_SCHEMAS.values():
-            entries = _resource_state(pipeline, schema.table).get(MONTHS_KEY, {})
+            entries = month_entries(pipeline, schema.table)
             counts = month_counts(pipeline, schema.table) if entries else {}
             for m in sorted(entries, key=Month.parse):
                 out.append(_loaded(schema.table, m, entries[m], counts.get(m, 0)))

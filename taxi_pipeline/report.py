@@ -1,7 +1,8 @@
-"""A picture of what is loaded: trips per month per taxi type, and revenue where the dbt marts exist.
+"""A picture of what is loaded: trips per month per taxi type; revenue and taxis beside app rides from dbt's marts.
 
-Everything is read from the destination (raw tables and the `dm_monthly_zone_revenue` mart), so a report
-works from any machine; drawing uses matplotlib's object API (no display, no global pyplot state).
+Everything is read from the destination (raw tables, the `dm_monthly_zone_revenue` and
+`dm_monthly_zone_taxi_vs_app` marts), so a report works from any machine; drawing uses matplotlib's object API
+(no display, no global pyplot state).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from taxi_pipeline.errors import ConfigError
 from taxi_pipeline.months import Month, month_range
 from taxi_pipeline.pipeline import make_pipeline, month_counts, require_database
 from taxi_pipeline.schemas import TRIP_SCHEMAS
+from taxi_pipeline.transform import dbt_schema
 
 MART = "dm_monthly_zone_revenue"
+COMPARISON_MART = "dm_monthly_zone_taxi_vs_app"
 COLOURS = {"yellow": "#f2b701", "green": "#2ca02c", "fhv": "#1f77b4", "fhvhv": "#9467bd"}
 """One fixed colour per taxi type, also for the revenue of a dbt service type (lower-cased), in every panel."""
 SPARE_COLOURS = ("#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 """Colours for series of other names, handed out in name order."""
-DBT_SCHEMA_ENV = "TAXI_DBT_SCHEMA"
-"""The schema dbt builds into (see dbt/profiles.yml); `taxi` unless set."""
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ReportData:
     trips: Dict[str, Dict[str, int]] = field(default_factory=dict)
     revenue: Dict[str, Dict[str, float]] = field(default_factory=dict)
     """Sum of `total_amount` by pickup month, from the dbt mart; empty when dbt has not run."""
+    rides: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    """Trips by month of `taxi` (yellow and green) and `app` (Uber, Lyft, Via, Juno), from the comparison mart;
+    empty unless dbt has built it with app-based rides loaded."""
 
 
 def report_data(destination: str = "duckdb") -> ReportData:
@@ -49,24 +53,36 @@ def report_data(destination: str = "duckdb") -> ReportData:
         counts = month_counts(pipeline, schema.table)
         if counts:
             data.trips[taxi] = dict(sorted(counts.items()))
-    schema_name = os.environ.get(DBT_SCHEMA_ENV, "taxi")
+    revenue = _mart_rows(
+        pipeline, MART, "SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount) FROM {} GROUP BY 1, 2"
+    )
+    data.revenue = _by_name_and_month(revenue)
+    rides = _by_name_and_month(
+        _mart_rows(pipeline, COMPARISON_MART, "SELECT ride_type, trip_month, SUM(trips) FROM {} GROUP BY 1, 2")
+    )
+    data.rides = rides if "app" in rides else {}  # a comparison needs both sides
+    return data
+
+
+def _mart_rows(pipeline: Any, mart: str, sql: str) -> List[tuple]:
+    """The rows of `sql` with `{}` the mart's qualified name in the dbt schema; none when dbt has not built it."""
     try:
-        with pipeline.sql_client() as client, client.with_alternative_dataset_name(schema_name):
+        with pipeline.sql_client() as client, client.with_alternative_dataset_name(dbt_schema()):
             # qualified by the client (with DuckDB's catalog): a file named like the schema cannot make it ambiguous
-            sql = (
-                "SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount)"
-                f" FROM {client.make_qualified_table_name(MART)} GROUP BY service_type, revenue_month"
-            )
-            rows = client.execute_sql(sql) or []
+            return list(client.execute_sql(sql.format(client.make_qualified_table_name(mart))) or [])
     except DatabaseUndefinedRelation:
-        rows = []
-    for service, month, amount in rows:
-        if month is None or amount is None:
+        return []
+
+
+def _by_name_and_month(rows: List[tuple]) -> Dict[str, Dict[str, float]]:
+    """(name, month date, value) rows → lower-case name → `YYYY-MM` → value, sorted; rows with nulls left out."""
+    out: Dict[str, Dict[str, float]] = {}
+    for name, month, value in rows:
+        if month is None or value is None:
             continue
         key = month.strftime("%Y-%m") if isinstance(month, (dt.date, dt.datetime)) else str(month)[:7]
-        data.revenue.setdefault(str(service).lower(), {})[key] = float(amount)
-    data.revenue = {k: dict(sorted(v.items())) for k, v in sorted(data.revenue.items())}
-    return data
+        out.setdefault(str(name).lower(), {})[key] = float(value)
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
 
 def output_path(out: str) -> str:
@@ -105,16 +121,19 @@ def render(data: ReportData, out: str, title: str) -> Any:
     from matplotlib.dates import ConciseDateFormatter, MonthLocator
     from matplotlib.ticker import FuncFormatter
 
-    panels = 2 if data.revenue else 1
-    fig = figure_class(figsize=(11, 4.5 * panels), layout="constrained")
-    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
-    series: List[tuple] = [(axes[0], data.trips, "trips per month (rows loaded, by file month)", "trips")]
+    panels: List[tuple] = [(data.trips, "trips per month (rows loaded, by file month)", "trips", "taxi type")]
     if data.revenue:
-        series.append((axes[1], data.revenue, "revenue per month (dbt mart, total_amount by pickup month)", "USD"))
+        subtitle = "revenue per month (dbt mart, total_amount by pickup month)"
+        panels.append((data.revenue, subtitle, "USD", "taxi type"))
+    if data.rides:
+        subtitle = "taxis (yellow + green) beside app-based rides (Uber, Lyft, Via, Juno) per month (dbt mart)"
+        panels.append((data.rides, subtitle, "trips", "rides"))
+    fig = figure_class(figsize=(11, 4.5 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     months = _span(data)
     days = [dt.date(m.year, m.month, 1) for m in months]
-    colours = _colours([*data.trips, *data.revenue])
-    for ax, values, subtitle, unit in series:
+    colours = _colours([*data.trips, *data.revenue, *data.rides])
+    for ax, (values, subtitle, unit, legend) in zip(axes, panels, strict=True):
         for name in sorted(values, key=list(colours).index):
             by_month = values[name]
             ys = [by_month.get(str(m), math.nan) for m in months]
@@ -127,7 +146,7 @@ def render(data: ReportData, out: str, title: str) -> Any:
         ax.set_ylabel(unit)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(title="taxi type")
+        ax.legend(title=legend)
     axes[-1].set_xlabel("month")
     fig.suptitle(title, fontsize=13)
     fig.savefig(out, dpi=100)
@@ -145,7 +164,8 @@ def _figure_class() -> Any:
 
 def _span(data: ReportData) -> List[Month]:
     """Every month from the first to the last one with trips or revenue, the missing ones included."""
-    known = {Month.parse(m) for values in (data.trips, data.revenue) for by_month in values.values() for m in by_month}
+    series = (data.trips, data.revenue, data.rides)
+    known = {Month.parse(m) for values in series for by_month in values.values() for m in by_month}
     return month_range(min(known), max(known))
 
 

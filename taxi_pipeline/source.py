@@ -20,11 +20,7 @@ from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, OVERDUE_AFTER_MONTHS
-
-MONTHS_KEY = "months"
-"""Resource-state key of a trip resource: month → {etag, last_modified, size, rows, file, loaded_at}."""
-ZONES_KEY = "zone_lookup"
-"""Source-state key of the zone file's entry (dlt resets resource state of `replace` resources every run)."""
+from taxi_pipeline.state import MONTHS_KEY, ZONES_KEY
 
 
 @dlt.source(name="taxi", section="taxi", max_table_nesting=0)

@@ -7,6 +7,7 @@ whichever way they were given (one URL, split vars, `.dlt/secrets.toml`).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -14,11 +15,14 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 import dlt
+from dlt.common import logger
 
-from taxi_pipeline.errors import ConfigError, LoadError
+from taxi_pipeline.errors import ConfigError, LoadError, one_line
+from taxi_pipeline.schemas import TRIP_SCHEMAS
+from taxi_pipeline.state import DBT_BUILT_KEY, month_entries, source_state, store_state
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -80,11 +84,101 @@ def _is_terminal(stream: Optional[TextIO]) -> bool:
         return False
 
 
+DBT_SCHEMA_ENV = "TAXI_DBT_SCHEMA"
+"""The schema dbt builds into (see dbt/profiles.yml); `taxi` unless set."""
+CHANGED_MONTHS_VAR = "taxi_changed_months"
+"""The dbt var naming the months to rebuild: raw table → [`YYYY-MM`, …] (see dbt/macros/changed_months.sql)."""
+
+
+def entry_version(entry: Mapping[str, Any]) -> str:
+    """A short digest of a month's state entry: it changes whenever the month is loaded or replaced again."""
+    return hashlib.sha1(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dbt_schema() -> str:
+    """The schema dbt builds into: `TAXI_DBT_SCHEMA`, else `taxi`."""
+    return os.environ.get(DBT_SCHEMA_ENV) or "taxi"
+
+
+def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
+    """Every raw trip table → its months loaded or replaced since the last successful dbt build, sorted.
+
+    Builds are told apart by the schema they go into (`dbt_schema`): a second dbt schema fed from the same raw
+    tables has its own record.
+    """
+    built = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(dbt_schema(), {})
+    changed = {}
+    for schema in TRIP_SCHEMAS.values():
+        done = built.get(schema.table, {})
+        entries = month_entries(pipeline, schema.table)
+        changed[schema.table] = sorted(m for m, e in entries.items() if done.get(m) != entry_version(e))
+    return changed
+
+
+def loaded_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
+    """Every raw trip table → all its loaded months, sorted (what a full build reads)."""
+    return {s.table: sorted(month_entries(pipeline, s.table)) for s in TRIP_SCHEMAS.values()}
+
+
+def describe_months(changed: Mapping[str, List[str]]) -> str:
+    """`green_tripdata 2019-01, 2019-02; yellow_tripdata 2019-02` (`no month` when empty)."""
+    parts = [f"{table} {', '.join(months)}" for table, months in changed.items() if months]
+    return "; ".join(parts) or "no month"
+
+
+def build_changed(
+    pipeline: dlt.Pipeline,
+    output: Optional[TextIO] = None,
+    full_refresh: bool = False,
+    on_notice: Optional[Callable[[str], None]] = None,
+) -> DbtResult:
+    """`dbt build` of the months loaded or replaced since the last successful build, or of every month.
+
+    The changed months go to dbt as `taxi_changed_months`: the incremental models delete and insert only those
+    months and the tests check only those months (the first build, into a schema without the models, builds
+    everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked. After a
+    successful build the months it read are recorded in state (`dbt_built`), so the next build skips them; after
+    a failed one they stay changed and the next build takes them again.
+    """
+    changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline)
+    if on_notice:
+        what = "every month" if full_refresh else f"the months changed since the last build: {describe_months(changed)}"
+        on_notice(f"dbt build of {what}")
+    extra = ["--full-refresh"] if full_refresh else []
+    result = run_dbt(pipeline, output=output, changed=None if full_refresh else changed, extra_args=extra)
+    if result.success and any(changed.values()):
+        try:
+            record_built(pipeline, changed)
+        except Exception as exc:  # the next build only rebuilds these months again (delete and insert by month)
+            if pipeline.has_pending_data:
+                pipeline.abort_packages()
+            logger.warning(f"dbt build not recorded ({one_line(exc)}): its months will be built again next time")
+    return result
+
+
+def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> None:
+    """Record in state that dbt has built `months` (raw table → months) as their entries are now."""
+    versions = {}
+    for table, listed in months.items():
+        entries = month_entries(pipeline, table)
+        versions[table] = {m: entry_version(entries[m]) for m in listed if m in entries}
+
+    schema = dbt_schema()
+
+    def change(source: Dict[str, Any]) -> None:
+        built = source.setdefault(DBT_BUILT_KEY, {}).setdefault(schema, {})
+        for table, by_month in versions.items():
+            built.setdefault(table, {}).update(by_month)
+
+    store_state(pipeline, change)
+
+
 def run_dbt(
     pipeline: dlt.Pipeline,
     command: str = "build",
     extra_args: Optional[List[str]] = None,
     output: Optional[TextIO] = None,
+    changed: Optional[Mapping[str, List[str]]] = None,
 ) -> DbtResult:
     """Run `dbt <command>` (default `build`: models and their tests) against the pipeline's destination.
 
@@ -92,6 +186,7 @@ def run_dbt(
     our stdout, or to `output` when given (e.g. stderr when stdout carries JSON, a buffer to stay quiet), in
     colour only where that is a terminal. A failing model or test gives `success=False` with the nodes named
     (from `run_results.json`). dbt's target and logs stay in `dbt_work_dir(pipeline)` after the run.
+    `changed`: raw table → months, passed as `taxi_changed_months` (None: every month).
     """
     require_dbt()
     project = dbt_project_dir()
@@ -107,7 +202,7 @@ def run_dbt(
     # dbt colours its output wherever it goes: plain text into files and pipes, and (as far as dbt lets us) its log
     to_terminal = _is_terminal(output) if output is not None else _is_terminal(sys.stdout) and os.isatty(1)
     args += ["--no-use-colors-file"] + ([] if to_terminal else ["--no-use-colors"])
-    args += extra_args or []
+    args += dbt_vars(changed) + (extra_args or [])
     sys.stdout.flush()
     if output is None:
         done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL)
@@ -122,6 +217,11 @@ def run_dbt(
     # unique ids are "model.<project>.<name>" and "test.<project>.<name>.<hash>"
     failures = [r["unique_id"].split(".")[2] for r in results if r.get("status") in ("error", "fail", "runtime error")]
     return DbtResult(done.returncode == 0 and not failures, failures)
+
+
+def dbt_vars(changed: Optional[Mapping[str, List[str]]]) -> List[str]:
+    """The `--vars` argument of dbt for the changed months (none for every month)."""
+    return [] if changed is None else ["--vars", json.dumps({CHANGED_MONTHS_VAR: dict(changed)})]
 
 
 def require_dbt() -> None:

@@ -16,6 +16,9 @@ Snowflake destination and the real fakesnow. Each shim names the gap it closes (
 6. dlt loads its own tables (`_dlt_pipeline_state`, `_dlt_loads`, …) from `jsonl`; fakesnow's JSON COPY ignores
    MATCH_BY_COLUMN_NAME and reads one VARIANT column → JSON COPY with match-by-name reads the file with DuckDB's
    `read_json` and inserts by column name.
+7. dbt-snowflake's incremental models stage their new rows in `create or replace temporary table DB.SCHEMA.x`;
+   DuckDB keeps temporary tables in its own `temp` catalog and refuses the qualified name → a plain table of
+   that name (replaced by the next build, as Snowflake's would be at session end).
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ _FILE_FORMAT = re.compile(r"FILE_FORMAT\s*=\s*\(([^)]*)\)", re.IGNORECASE)
 _MATCH_QUOTED = re.compile(r"MATCH_BY_COLUMN_NAME\s*=\s*'(\w+)'", re.IGNORECASE)
 
 
+_TEMPORARY_TABLE = re.compile(r"^(\s*create\s+or\s+replace\s+)temporary\s+(table\s)", re.IGNORECASE)
+
+
 def _rewrite(command: str) -> str:
+    command = _TEMPORARY_TABLE.sub(r"\1\2", command)  # 7
     if not command.lstrip().upper().startswith(("PUT", "COPY", "REMOVE")):
         return command
     command = _STAGE_LITERAL.sub(lambda m: m.group(1).replace('"', ""), command)  # 3
@@ -82,7 +89,7 @@ def apply() -> None:
 
     execute = cursor_cls.execute
 
-    def patched_execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:  # 3, 4, 5
+    def patched_execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:  # 3, 4, 5, 7
         return execute(self, _rewrite(command), *args, **kwargs)
 
     cursor_cls.execute = patched_execute  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""`report`: the chart of what is loaded (trips, and revenue once dbt ran), its colours and gaps, and `--out`."""
+"""`report`: the chart of what is loaded (trips; revenue, taxis beside app rides once dbt ran), colours, gaps."""
 
 from __future__ import annotations
 
@@ -69,6 +69,32 @@ def test_report_adds_revenue_once_dbt_has_built_the_marts(mirror, cli, workdir):
     fig = render(data, str(workdir / "trips.png"), title="t")
     trips_ax, revenue_ax = fig.axes
     assert revenue_ax.get_ylabel() == "USD" and {ln.get_label() for ln in revenue_ax.get_lines()} == {"green", "yellow"}
+
+
+def test_report_sets_taxis_beside_app_based_rides_once_dbt_has_built_the_comparison(mirror, cli, workdir):
+    pytest.importorskip("dbt.cli.main", reason="dbt is in the dbt extra")
+    from tests import tlc_files
+    from tests.test_dbt import expected_taxi_vs_app
+
+    mirror.trips("green", "2019-02", 30)
+    mirror.trips("yellow", "2019-02", 20)
+    mirror.put("/trip-data/fhvhv_tripdata_2019-02.parquet", tlc_files.fhvhv_parquet("2019-02", 50))
+    assert load(cli, mirror, "--taxi", "green,yellow", "--month", "2019-02", "--dbt").code == 0
+    assert report_data("duckdb").rides == {}  # no app-based rides yet: nothing to set beside the taxis
+    r = load(cli, mirror, "--format", "parquet", "--taxi", "fhvhv", "--month", "2019-02", "--dbt")
+    assert r.code == 0, r
+
+    data = report_data("duckdb")
+    expected: Dict[str, float] = {}
+    for (_zone, ride), (trips, _fare, _paid) in expected_taxi_vs_app(mirror).items():
+        expected[ride.lower()] = expected.get(ride.lower(), 0) + trips
+    assert data.rides == {ride: {"2019-02": trips} for ride, trips in expected.items()}
+    assert expected == {"taxi": 48, "app": 49}
+    fig = render(data, str(workdir / "trips.png"), title="t")
+    _trips_ax, _revenue_ax, rides_ax = fig.axes
+    assert lines_by_label(rides_ax) == {"app": [49.0], "taxi": [48.0]}
+    r = cli("report", "--out", str(workdir / "all.png"))
+    assert r.code == 0 and "taxis beside app-based rides" in r.out, r
 
 
 def test_report_on_an_empty_destination_says_what_to_do(cli, workdir):

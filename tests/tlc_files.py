@@ -86,7 +86,8 @@ def trip_csv(taxi: str, month: str, n: int, seed: int = 0, trailing_comma: bool 
             ]  # fmt: skip
             header = YELLOW_HEADER
         else:
-            vals = [f"B0{r['pu'][:3]}", r["pickup"], r["dropoff"], r["pu"], "", "", f"B0{r['do'][:3]}"]
+            dropoff_id = "" if int(r["pu"]) % 3 == 0 else r["do"]  # often missing in the FHV files
+            vals = [f"B0{r['pu'][:3]}", r["pickup"], r["dropoff"], r["pu"], dropoff_id, "", f"B0{r['do'][:3]}"]
             header = FHV_HEADER
         lines.append(",".join(vals) + ("," if trailing_comma else ""))
     body = header + ("," if trailing_comma else "") + "\n" + "\n".join(lines) + "\n"
@@ -165,15 +166,18 @@ def zones_csv(path: Optional[Path] = None) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-def fhvhv_parquet(month: str, n: int) -> bytes:
-    """A small fhvhv parquet in the TLC layout (string flags, int trip_time, ns timestamps)."""
+def fhvhv_parquet(month: str, n: int, seed: int = 0) -> bytes:
+    """A small fhvhv parquet in the TLC layout (string flags, int trip_time, ns timestamps), four companies."""
     import datetime as dt
 
-    rows = trip_rows("fhvhv", month, n)
+    rows = trip_rows("fhvhv", month, n, seed)
     ts = pa.timestamp("ns")
+    companies = ("HV0003", "HV0005", "HV0003", "HV0004")  # Uber, Lyft, Uber, Via
+    money = lambda values: pa.array(values, pa.float64())  # noqa: E731
+    fares = [float(r["fare"]) for r in rows]
     table = pa.table(
         {
-            "hvfhs_license_num": ["HV0003"] * n,
+            "hvfhs_license_num": [companies[i % len(companies)] for i in range(n)],
             "dispatching_base_num": ["B02764"] * n,
             "originating_base_num": [None] * n,
             "request_datetime": pa.array([dt.datetime.fromisoformat(r["pickup"]) for r in rows], ts),
@@ -183,8 +187,15 @@ def fhvhv_parquet(month: str, n: int) -> bytes:
             "PULocationID": pa.array([int(r["pu"]) for r in rows], pa.int64()),
             "DOLocationID": pa.array([int(r["do"]) for r in rows], pa.int64()),
             "trip_miles": [float(r["distance"]) for r in rows],
-            "trip_time": pa.array([600] * n, pa.int64()),
-            "base_passenger_fare": [float(r["fare"]) for r in rows],
+            "trip_time": pa.array([300 + 60 * (i % 20) for i in range(n)], pa.int64()),
+            "base_passenger_fare": fares,
+            "tolls": money([6.55 if i % 9 == 0 else 0.0 for i in range(n)]),
+            "bcf": money([round(f * 0.025, 2) for f in fares]),
+            "sales_tax": money([round(f * 0.08875, 2) for f in fares]),
+            "congestion_surcharge": money([2.75 if i % 2 else 0.0 for i in range(n)]),
+            "airport_fee": money([2.5 if i % 11 == 0 else None for i in range(n)]),
+            "tips": money([float(r["tip"]) for r in rows]),
+            "driver_pay": money([round(f * 0.7, 2) for f in fares]),
             "shared_request_flag": ["N"] * n,
         }
     )

@@ -13,6 +13,10 @@
     {{ dbt.hash(dbt.concat(parts)) }}
 {%- endmacro %}
 
-{% macro row_key(hash_column) -%}
-    {{ dbt.hash(dbt.concat([hash_column, "'#'", "cast(row_number() over (partition by " ~ hash_column ~ " order by " ~ hash_column ~ ") as " ~ dbt.type_string() ~ ")"])) }}
+{#-
+  `month_column` (the file's month, which the hash already includes through source_file) is a partition key
+  too, so a filter on the month reaches the raw table through the window: a build of one month reads that month.
+-#}
+{% macro row_key(hash_column, month_column='source_month') -%}
+    {{ dbt.hash(dbt.concat([hash_column, "'#'", "cast(row_number() over (partition by " ~ month_column ~ ", " ~ hash_column ~ " order by " ~ hash_column ~ ") as " ~ dbt.type_string() ~ ")"])) }}
 {%- endmacro %}

@@ -1,3 +1,11 @@
+{#- Incremental by month like fct_trips, whose months it sums (revenue_month is the trips' source_month). -#}
+{% set raw_tables = ['green_tripdata', 'yellow_tripdata'] %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='revenue_month',
+) }}
+
 select
     pickup_zone as revenue_zone,
     cast({{ dbt.date_trunc('month', 'pickup_datetime') }} as date) as revenue_month,
@@ -14,4 +22,7 @@ select
     avg(passenger_count) as avg_monthly_passenger_count,
     avg(trip_distance) as avg_monthly_trip_distance
 from {{ ref('fct_trips') }}
+{% if is_incremental() -%}
+where {{ changed_months_filter('source_month', raw_tables) }}
+{%- endif %}
 group by 1, 2, 3

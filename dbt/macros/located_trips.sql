@@ -1,0 +1,29 @@
+{#-
+  The end of a fact model: the rows of its `trips` CTE with their pickup and dropoff zones from its `zones` CTE
+  (dim_zones), minus the documented exclusions: (1) trips picked up outside the month of their file
+  (source_month); (2) trips whose pickup or dropoff location is not a zone. Columns: `leading`, the zones, then
+  `trailing`. A full build stores the months together (ordered by month), so a month's rows are found and
+  deleted without a full scan; a monthly build appends one month.
+-#}
+{% macro located_trips(leading, trailing) -%}
+select
+    {%- for column in leading %}
+    trips.{{ column }},
+    {%- endfor %}
+    trips.pickup_location_id,
+    pickup_zone.borough as pickup_borough,
+    pickup_zone.zone as pickup_zone,
+    trips.dropoff_location_id,
+    dropoff_zone.borough as dropoff_borough,
+    dropoff_zone.zone as dropoff_zone,
+    {%- for column in trailing %}
+    trips.{{ column }}{{ "," if not loop.last }}
+    {%- endfor %}
+from trips
+inner join zones as pickup_zone on trips.pickup_location_id = pickup_zone.location_id
+inner join zones as dropoff_zone on trips.dropoff_location_id = dropoff_zone.location_id
+where {{ dbt.date_trunc('month', 'trips.pickup_datetime') }} = {{ month_start('trips.source_month') }}
+{%- if not is_incremental() %}
+order by trips.source_month
+{%- endif %}
+{%- endmacro %}

@@ -1,0 +1,52 @@
+with source as (
+    select * from {{ source_or_empty('taxi_raw', 'fhvhv_tripdata', [
+        'hvfhs_license_num', 'dispatching_base_num', 'originating_base_num', 'request_datetime', 'on_scene_datetime',
+        'pickup_datetime', 'dropoff_datetime', 'pu_location_id', 'do_location_id', 'trip_miles', 'trip_time',
+        'base_passenger_fare', 'tolls', 'bcf', 'sales_tax', 'congestion_surcharge', 'airport_fee', 'tips',
+        'driver_pay', 'shared_request_flag', 'shared_match_flag', 'access_a_ride_flag', 'wav_request_flag',
+        'wav_match_flag', 'cbd_congestion_fee', 'source_month', 'source_file']) }}
+),
+
+hashed as (
+    select
+        *,
+        {{ row_hash([
+            'source_file', 'hvfhs_license_num', 'dispatching_base_num', 'originating_base_num', 'request_datetime',
+            'on_scene_datetime', 'pickup_datetime', 'dropoff_datetime', 'pu_location_id', 'do_location_id',
+            'trip_miles', 'trip_time', 'base_passenger_fare', 'tolls', 'bcf', 'sales_tax', 'congestion_surcharge',
+            'airport_fee', 'tips', 'driver_pay', 'shared_request_flag', 'shared_match_flag', 'access_a_ride_flag',
+            'wav_request_flag', 'wav_match_flag', 'cbd_congestion_fee']) }} as row_hash
+    from source
+)
+
+select
+    {{ row_key('row_hash') }} as trip_id,
+    hvfhs_license_num,
+    {{ get_hvfhs_company('hvfhs_license_num') }} as company,
+    dispatching_base_num,
+    originating_base_num,
+    cast(request_datetime as {{ dbt.type_timestamp() }}) as request_datetime,
+    cast(on_scene_datetime as {{ dbt.type_timestamp() }}) as on_scene_datetime,
+    cast(pickup_datetime as {{ dbt.type_timestamp() }}) as pickup_datetime,
+    cast(dropoff_datetime as {{ dbt.type_timestamp() }}) as dropoff_datetime,
+    cast(pu_location_id as {{ dbt.type_int() }}) as pickup_location_id,
+    cast(do_location_id as {{ dbt.type_int() }}) as dropoff_location_id,
+    cast(trip_miles as {{ dbt.type_numeric() }}) as trip_miles,
+    cast(trip_time as {{ dbt.type_int() }}) as trip_time,
+    cast(base_passenger_fare as {{ dbt.type_numeric() }}) as base_passenger_fare,
+    cast(tolls as {{ dbt.type_numeric() }}) as tolls,
+    cast(bcf as {{ dbt.type_numeric() }}) as bcf,
+    cast(sales_tax as {{ dbt.type_numeric() }}) as sales_tax,
+    cast(congestion_surcharge as {{ dbt.type_numeric() }}) as congestion_surcharge,
+    cast(airport_fee as {{ dbt.type_numeric() }}) as airport_fee,
+    cast(tips as {{ dbt.type_numeric() }}) as tips,
+    cast(driver_pay as {{ dbt.type_numeric() }}) as driver_pay,
+    cast(cbd_congestion_fee as {{ dbt.type_numeric() }}) as cbd_congestion_fee,
+    shared_request_flag,
+    shared_match_flag,
+    access_a_ride_flag,
+    wav_request_flag,
+    wav_match_flag,
+    source_month,
+    source_file
+from hashed

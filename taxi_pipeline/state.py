@@ -1,0 +1,59 @@
+"""The pipeline's state as this package keeps it: month entries, the zone file's entry, what dbt has built.
+
+dlt keeps the state in the destination (`_dlt_pipeline_state`) and restores it into a fresh working folder. Month
+entries travel with their load package; what is only known after a load (a Postgres month's rows, a dbt build)
+is stored with `store_state`, in a package holding nothing but the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping
+
+import dlt
+
+SOURCE = "taxi"
+"""The dlt source's name: its state is `state["sources"]["taxi"]`."""
+MONTHS_KEY = "months"
+"""Resource-state key of a trip resource: month → {etag, last_modified, size, rows, file, loaded_at}."""
+ZONES_KEY = "zone_lookup"
+"""Source-state key of the zone file's entry (dlt resets resource state of `replace` resources every run)."""
+DBT_BUILT_KEY = "dbt_built"
+"""Source-state key: dbt schema → raw table → month → the version of its entry the last dbt build read."""
+
+
+def source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
+    """A copy of the taxi source's state."""
+    return dict(pipeline.state.get("sources", {}).get(SOURCE, {}))
+
+
+def resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
+    """A copy of one resource's state (a trip table's)."""
+    return dict(source_state(pipeline).get("resources", {}).get(table, {}))
+
+
+def month_entries(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
+    """A trip table's month entries: month `YYYY-MM` → entry."""
+    return dict(resource_state(pipeline, table).get(MONTHS_KEY, {}))
+
+
+def store_state(pipeline: dlt.Pipeline, change: Callable[[Dict[str, Any]], None]) -> None:
+    """Apply `change` to the taxi source's state and store it in the destination: a package of the state alone.
+
+    Raises what normalize or load raise; the caller aborts the pending package.
+    """
+    with pipeline.managed_state(extract_state=True) as state:
+        change(state.setdefault("sources", {}).setdefault(SOURCE, {}))
+    pipeline.normalize()
+    pipeline.load()
+
+
+def record_month(pipeline: dlt.Pipeline, table: str, month: str, entry: Dict[str, Any]) -> None:
+    """Store a month's state entry in the destination, once the month is loaded and reconciled.
+
+    Until it lands, a later run finds the month's rows without an entry and replaces the month (never a duplicate).
+    """
+
+    def change(source: Dict[str, Any]) -> None:
+        source.setdefault("resources", {}).setdefault(table, {}).setdefault(MONTHS_KEY, {})[month] = entry
+
+    store_state(pipeline, change)
