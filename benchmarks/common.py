@@ -18,15 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ZONES = ROOT.parent / "shared" / "data" / "taxi_zone_lookup.csv"
 
 
-def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
-    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows (blank early congestion_surcharge included).
+def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000, month: str = "2019-01") -> None:
+    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows of `month` (blank early congestion_surcharge).
 
     Written in chunks (flat memory) with gzip level 1: reading speed does not depend on the level.
     """
     writer = None
     with gzip.open(path, "wb", compresslevel=1) as out:
         for offset in range(0, rows, chunk):
-            table = _trips(offset, min(chunk, rows - offset), rows, np.random.default_rng(seed + offset))
+            rng = np.random.default_rng(seed + offset)
+            table = _trips(offset, min(chunk, rows - offset), rows, rng, month)
             if writer is None:
                 out.write((",".join(table.column_names) + "\n").encode())  # unquoted, as the TLC writes it
                 options = pacsv.WriteOptions(quoting_style="none", include_header=False)
@@ -36,9 +37,11 @@ def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> 
             writer.close()
 
 
-def _trips(offset: int, n: int, total: int, rng: np.random.Generator) -> pa.Table:
-    start = np.datetime64("2019-01-01T00:00:00")
-    pickup = start + rng.integers(0, 31 * 86400, n).astype("timedelta64[s]")
+def _trips(offset: int, n: int, total: int, rng: np.random.Generator, month: str = "2019-01") -> pa.Table:
+    start = np.datetime64(f"{month}-01T00:00:00")
+    first = np.datetime64(month, "M")
+    days = int(((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(int))
+    pickup = start + rng.integers(0, days * 86400, n).astype("timedelta64[s]")
     dropoff = pickup + rng.integers(60, 3600, n).astype("timedelta64[s]")
     fare = np.round(rng.uniform(2.5, 60, n), 2)
     tip = np.round(fare * rng.choice([0, 0.1, 0.2], n), 2)
@@ -109,4 +112,4 @@ def publish(www: Path, months: dict[str, int]) -> None:
     else:
         zones.write_text("LocationID,Borough,Zone,service_zone\n1,EWR,Newark Airport,EWR\n")
     for month, rows in months.items():
-        make_month(www / "yellow" / f"yellow_tripdata_{month}.csv.gz", rows)
+        make_month(www / "yellow" / f"yellow_tripdata_{month}.csv.gz", rows, month=month)
