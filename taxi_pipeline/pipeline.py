@@ -68,7 +68,7 @@ from taxi_pipeline.settings import (
 )
 from taxi_pipeline.source import taxi_source
 from taxi_pipeline.state import ZONES_KEY, month_entries, record_month, source_state
-from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt
+from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt, zones_changed
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -212,7 +212,7 @@ def run(
         )
         if dbt:
             # months loaded without dbt, or left by a failed build, are taken as well as this run's
-            changed = any(changed_months(pipeline).values())
+            changed = any(changed_months(pipeline).values()) or zones_changed(pipeline)
             if result.ok and changed:
                 result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
             elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds

@@ -18,7 +18,8 @@ MONTHS_KEY = "months"
 ZONES_KEY = "zone_lookup"
 """Source-state key of the zone file's entry (dlt resets resource state of `replace` resources every run)."""
 DBT_BUILT_KEY = "dbt_built"
-"""Source-state key: dbt schema → raw table → month → the version of its entry the last dbt build read."""
+"""Source-state key: dbt schema → raw table → month → the version of its entry the last dbt build read (and
+`taxi_zone_lookup` → the zone file entry's version)."""
 
 
 def source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:

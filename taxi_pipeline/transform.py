@@ -21,8 +21,8 @@ import dlt
 from dlt.common import logger
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
-from taxi_pipeline.schemas import TRIP_SCHEMAS
-from taxi_pipeline.state import DBT_BUILT_KEY, month_entries, source_state, store_state
+from taxi_pipeline.schemas import TRIP_SCHEMAS, ZONES
+from taxi_pipeline.state import DBT_BUILT_KEY, ZONES_KEY, month_entries, source_state, store_state
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -115,6 +115,17 @@ def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     return changed
 
 
+def zones_changed(pipeline: dlt.Pipeline) -> bool:
+    """Whether the zone lookup was loaded or replaced since the last successful build into `dbt_schema()`.
+
+    Every month's fact rows carry zone names and depend on which ids are zones, so a new zone lookup (or a
+    schema with no build recorded) means a full build.
+    """
+    entry = source_state(pipeline).get(ZONES_KEY)
+    built = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(dbt_schema(), {})
+    return entry is not None and built.get(ZONES.table) != entry_version(entry)
+
+
 def loaded_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     """Every raw trip table → all its loaded months, sorted (what a full build reads)."""
     return {s.table: sorted(month_entries(pipeline, s.table)) for s in TRIP_SCHEMAS.values()}
@@ -136,17 +147,26 @@ def build_changed(
 
     The changed months go to dbt as `taxi_changed_months`: the incremental models delete and insert only those
     months and the tests check only those months (the first build, into a schema without the models, builds
-    everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked. After a
+    everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked; a zone
+    lookup loaded or replaced since the last build (or no build recorded for the schema) makes it one too. After a
     successful build the months it read are recorded in state (`dbt_built`), so the next build skips them; after
     a failed one they stay changed and the next build takes them again.
     """
+    schema = dbt_schema()
+    if full_refresh:
+        what = "every month"
+    elif not source_state(pipeline).get(DBT_BUILT_KEY, {}).get(schema):
+        full_refresh, what = True, f"every month (no build into schema {schema} recorded yet)"
+    elif zones_changed(pipeline):  # zone names and exclusions of every month: a full build
+        full_refresh, what = True, "every month (the zone lookup is new since the last build)"
     changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline)
+    if not full_refresh:
+        what = f"the months changed since the last build: {describe_months(changed)}"
     if on_notice:
-        what = "every month" if full_refresh else f"the months changed since the last build: {describe_months(changed)}"
         on_notice(f"dbt build of {what}")
     extra = ["--full-refresh"] if full_refresh else []
     result = run_dbt(pipeline, output=output, changed=None if full_refresh else changed, extra_args=extra)
-    if result.success and any(changed.values()):
+    if result.success:
         try:
             record_built(pipeline, changed)
         except Exception as exc:  # the next build only rebuilds these months again (delete and insert by month)
@@ -157,18 +177,21 @@ def build_changed(
 
 
 def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> None:
-    """Record in state that dbt has built `months` (raw table → months) as their entries are now."""
-    versions = {}
+    """Record in state that dbt has built `months` (raw table → months) and the zone lookup as they are now."""
+    versions: Dict[str, Any] = {}
     for table, listed in months.items():
         entries = month_entries(pipeline, table)
         versions[table] = {m: entry_version(entries[m]) for m in listed if m in entries}
 
     schema = dbt_schema()
+    zones = source_state(pipeline).get(ZONES_KEY)
 
     def change(source: Dict[str, Any]) -> None:
         built = source.setdefault(DBT_BUILT_KEY, {}).setdefault(schema, {})
         for table, by_month in versions.items():
             built.setdefault(table, {}).update(by_month)
+        if zones is not None:
+            built[ZONES.table] = entry_version(zones)
 
     store_state(pipeline, change)
 

@@ -106,7 +106,7 @@ class _Sink:
         return False
 
 
-def monthly_then_republished(cli, mirror, dest: str, query, build_full) -> None:
+def monthly_then_republished(cli, mirror, dest: str, query, build_full, execute) -> None:
     for month in MONTHS:
         publish(mirror, month)
         r = load(cli, mirror, dest, month, "--dbt")
@@ -125,13 +125,29 @@ def monthly_then_republished(cli, mirror, dest: str, query, build_full) -> None:
     }
     assert_same_as_full_refresh(query, build_full)
 
+    # a monthly build touches its months only: rows of another month removed by hand stay removed
+    execute("delete from taxi.fct_fhv_trips where source_month = '2019-02'")
+    publish(mirror, "2019-05")
+    load(cli, mirror, dest, "2019-05", "--dbt")
+    assert set(months_of(query)["fct_fhv_trips"]) == {"2019-03", "2019-04", "2019-05"}
+
 
 def test_monthly_dbt_builds_equal_a_full_refresh_on_duckdb(mirror, cli, duck, monkeypatch):
-    monthly_then_republished(cli, mirror, "duckdb", duck, full_refresh_cli("duckdb", monkeypatch))
+    import duckdb
+
+    def execute(sql: str) -> None:
+        with duckdb.connect("taxi_pipeline.duckdb") as con:
+            con.execute(sql)
+
+    monthly_then_republished(cli, mirror, "duckdb", duck, full_refresh_cli("duckdb", monkeypatch), execute)
 
 
 def test_monthly_dbt_builds_equal_a_full_refresh_on_postgres(mirror, cli, pg, monkeypatch):
-    monthly_then_republished(cli, mirror, "postgres", pg.query, full_refresh_cli("postgres", monkeypatch))
+    build_full = full_refresh_cli("postgres", monkeypatch)
+    monthly_then_republished(cli, mirror, "postgres", pg.query, build_full, pg.query)
+    # the facts' BRIN month index survives the full refreshes (dbt makes it on each new table)
+    indexes = pg.query("select indexdef from pg_indexes where schemaname = 'taxi' and tablename = 'fct_trips'")
+    assert [d for (d,) in indexes if "USING brin (source_month)" in d], indexes
 
 
 def test_monthly_dbt_builds_equal_a_full_refresh_on_snowflake(mirror, cli, snowflake, tmp_path, monkeypatch):
@@ -173,10 +189,15 @@ def test_monthly_dbt_builds_equal_a_full_refresh_on_snowflake(mirror, cli, snowf
     load(cli, mirror, "snowflake", "2019-03")
     monthly()
     assert_same_as_full_refresh(snowflake.query, build_full)
+    snowflake.query("delete from taxi.fct_fhv_trips where source_month = '2019-02'")  # see monthly_then_republished
+    publish(mirror, "2019-04")
+    load(cli, mirror, "snowflake", "2019-04")
+    monthly()
+    assert set(months_of(snowflake.query)["fct_fhv_trips"]) == {"2019-03", "2019-04"}
 
 
 def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monkeypatch):
-    """Months loaded without --dbt are built by the next build; a build records them; a failed one does not."""
+    """The first build is a full one; months loaded without --dbt are built by the next build, and only they."""
     for month in MONTHS[:2]:
         publish(mirror, month)
         load(cli, mirror, "duckdb", month)
@@ -184,7 +205,7 @@ def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monke
     pipeline.sync_destination()
     assert changed_months(pipeline)["fhvhv_tripdata"] == MONTHS[:2]
 
-    seen: List[List[str]] = []
+    seen: List[object] = []
     original = run_dbt
 
     def spy(pipeline, *args, **kwargs):
@@ -193,10 +214,8 @@ def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monke
 
     monkeypatch.setattr("taxi_pipeline.transform.run_dbt", spy)
     r = cli("dbt", "--dest", "duckdb")
-    assert r.code == 0, r
-    assert seen[-1]["green_tripdata"] == MONTHS[:2] and seen[-1]["fhvhv_tripdata"] == MONTHS[:2]
-    assert "dbt build of the months changed since the last build: " in r.err
-    assert "green_tripdata 2019-02, 2019-03;" in r.err and "fhvhv_tripdata 2019-02, 2019-03" in r.err, r
+    assert r.code == 0 and seen[-1] is None, r  # every month, no var
+    assert "dbt build of every month (no build into schema taxi recorded yet)" in r.err, r
 
     # a month the next build must not touch: its fact rows removed by hand stay removed, and its tests (which
     # would now fail the reconciliation with staging) are not run
@@ -205,12 +224,21 @@ def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monke
     with duckdb.connect("taxi_pipeline.duckdb") as con:
         con.execute("delete from taxi.fct_trips where source_month = '2019-02'")
     publish(mirror, MONTHS[2])
-    r = load(cli, mirror, "duckdb", MONTHS[2], "--dbt")
+    load(cli, mirror, "duckdb", MONTHS[2])  # without --dbt
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[2], "--dbt")  # loads nothing new
+    assert r.code == 0 and "dbt build passed" in r.out, r
     assert seen[-1] == {t: [MONTHS[2]] for t in seen[-1]}, seen[-1]
+    assert "dbt build of the months changed since the last build: " in r.err, r
+    assert f"green_tripdata {MONTHS[2]};" in r.err and f"fhvhv_tripdata {MONTHS[2]}" in r.err, r
     assert dict(duck("select source_month, count(*) > 0 from taxi.fct_trips group by 1")) == {
         "2019-03": True,
         "2019-04": True,
     }
+    # the generic tests ran on the month built: their compiled SQL filters it
+    from taxi_pipeline.transform import dbt_work_dir
+
+    compiled = list((dbt_work_dir(make_pipeline("duckdb")) / "target").rglob("not_null_fct_trips_trip_id.sql"))
+    assert compiled and all("source_month in ('2019-04')" in path.read_text() for path in compiled), compiled
 
     r = cli("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[2], "--dbt")
     assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
@@ -218,3 +246,66 @@ def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monke
     r = cli("dbt", "--dest", "duckdb", "--full-refresh")
     assert r.code == 0 and seen[-1] is None, r  # every month: no var
     assert duck("select count(distinct source_month) from taxi.fct_trips") == [(3,)]
+
+
+def _zone_names_renamed(location: int, name: str) -> bytes:
+    """The zone lookup the mirror serves, with one zone renamed (a republished lookup)."""
+    lines = tlc_files.zones_csv().decode("utf-8-sig").splitlines()
+    out = []
+    for line in lines:
+        cells = line.split(",")
+        if cells[0].strip('"') == str(location):
+            cells[2] = f'"{name}"'
+        out.append(",".join(cells))
+    return ("\n".join(out) + "\n").encode()
+
+
+def test_a_new_zone_lookup_rebuilds_every_month(mirror, cli, duck):
+    """Zone names and the 'not a zone' exclusion are in every month's fact rows: a new lookup is a full build."""
+    for month in MONTHS[:2]:
+        mirror.trips("green", month, 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--start", MONTHS[0], "--end", MONTHS[1], "--dbt")
+    assert cli(*args).code == 0
+    location, name = 32, "Renamed Zone"  # a pickup zone of both months' test rows
+    assert duck(f"select count(distinct source_month) from taxi.fct_trips where pickup_location_id = {location}")
+    mirror.zones(_zone_names_renamed(location, name))
+    r = cli(*args)  # no month changed, the lookup did
+    assert r.code == 0 and "dbt build of every month (the zone lookup is new since the last build)" in r.err, r
+    rows = duck(f"select source_month, pickup_zone from taxi.fct_trips where pickup_location_id = {location}")
+    assert {m for m, _ in rows} == set(MONTHS[:2]) and {z for _, z in rows} == {name}, rows
+    assert "dbt build skipped" in cli(*args).err  # recorded: the next run has nothing to build
+
+
+def test_a_republished_month_that_keeps_no_row_leaves_none_in_the_facts_and_marts(mirror, cli, duck):
+    """The month is deleted by name, not by the months present in the new rows: none present, none left."""
+    import gzip
+
+    for month in MONTHS[:2]:
+        mirror.trips("green", month, 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--start", MONTHS[0], "--end", MONTHS[1], "--dbt")
+    assert cli(*args).code == 0
+    lines = gzip.decompress(tlc_files.trip_csv("green", MONTHS[1], 20, seed=3)).decode().splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    pu = header.split(",").index("PULocationID")
+    for cells in rows:
+        cells[pu] = "999"  # not a zone: every row excluded from the fact
+    body = "\n".join([header, *(",".join(cells) for cells in rows)]) + "\n"
+    mirror.put(f"/green/green_tripdata_{MONTHS[1]}.csv.gz", gzip.compress(body.encode()))
+    r = cli(*args)
+    assert r.code == 0 and "dbt build passed" in r.out, r
+    assert duck("select distinct source_month from taxi.fct_trips") == [(MONTHS[0],)]
+    months = duck("select distinct strftime(revenue_month, '%Y-%m') from taxi.dm_monthly_zone_revenue")
+    assert months == [(MONTHS[0],)]
+
+
+def test_a_failed_dbt_build_leaves_its_months_for_the_next_one(mirror, cli):
+    from tests.test_dbt import publish_bad_payment_type
+
+    publish_bad_payment_type(mirror)  # green 2019-01 fails a staging test
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
+    assert r.code == 1 and "dbt build failed" in r.err, r
+    pipeline = make_pipeline("duckdb")
+    pipeline.sync_destination()
+    assert changed_months(pipeline)["green_tripdata"] == ["2019-01"]
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
+    assert r.code == 1 and "dbt build failed" in r.err, r  # not "skipped": the month is still to build

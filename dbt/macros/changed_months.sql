@@ -35,6 +35,18 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The same for a `date` column holding the first day of the month (the marts' months). -#}
+{% macro changed_month_starts_filter(column, tables) -%}
+    {%- set months = changed_months(tables) -%}
+    {%- if months is none -%}
+        1 = 1
+    {%- elif months | length == 0 -%}
+        1 = 0
+    {%- else -%}
+        {{ column }} in ({% for month in months %}cast('{{ month }}-01' as date){{ ", " if not loop.last }}{% endfor %})
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Every raw trip table: what the comparison mart and the tests of changed months look at. -#}
 {% macro trip_tables() -%}
     {{ return(['green_tripdata', 'yellow_tripdata', 'fhv_tripdata', 'fhvhv_tripdata']) }}

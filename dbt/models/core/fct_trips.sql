@@ -10,10 +10,10 @@
 {% set raw_tables = ['green_tripdata', 'yellow_tripdata'] %}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='source_month',
+    incremental_strategy='by_month',
     incremental_predicates=[changed_months_filter('source_month', raw_tables)],
-    post_hook=["{{ month_index('source_month') }}"],
+    on_schema_change='fail',
+    indexes=[{'columns': ['source_month'], 'type': 'brin'}] if target.type == 'postgres' else [],
 ) }}
 
 {% set trip_columns = [

@@ -2,8 +2,9 @@
 {% set raw_tables = ['green_tripdata', 'yellow_tripdata'] %}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='revenue_month',
+    incremental_strategy='by_month',
+    incremental_predicates=[changed_month_starts_filter('revenue_month', raw_tables)],
+    on_schema_change='fail',
 ) }}
 
 select

@@ -6,8 +6,9 @@
 -#}
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='trip_month',
+    incremental_strategy='by_month',
+    incremental_predicates=[changed_month_starts_filter('trip_month', trip_tables())],
+    on_schema_change='fail',
 ) }}
 
 {% set months = changed_months_filter('source_month', trip_tables()) if is_incremental() else '1 = 1' %}
