@@ -243,8 +243,17 @@ def _run_locked(
 
     client = http_client()
     load_file = import_file_format(pipeline)
-    # the zone lookup (265 rows) goes as parquet to dlt's own ADBC job on Postgres: its state goes with it
-    _load_zones(pipeline, client, root, fmt, PARQUET if load_file == MANIFEST else load_file, report)
+    zones_pending = True
+
+    def load_zones() -> None:
+        """The zone lookup, once per run: before the first month loaded (its file already being fetched), or last."""
+        nonlocal zones_pending
+        if zones_pending:
+            zones_pending = False
+            lock.check()
+            # 265 rows: as parquet to dlt's own ADBC job on Postgres, so its state goes with it
+            _load_zones(pipeline, client, root, fmt, PARQUET if load_file == MANIFEST else load_file, report)
+
     for taxi in taxis:
         schema = trip_schema(taxi)
         known = TableMonths(pipeline, schema.table, [str(m) for m in months] if months is not None else None)
@@ -258,11 +267,14 @@ def _run_locked(
                     error = ConfigError(detail) if plan.action == MISSING else None  # a wrong root or format: exit 2
                     report(MonthResult(schema.table, plan.month, FAILED, detail=detail, error=error))
                 elif plan.action in (LOAD, REPLACE):
-                    lock.check()
                     current = ahead.take(plan)
-                    if current is None and load_file == MANIFEST:  # its load job reads the file after extract
+                    # fetched on a thread: the first month while the zone lookup loads (for DuckDB also parsed
+                    # and written); on Postgres every month, since its load job reads the file after extract
+                    if current is None and (zones_pending or load_file == MANIFEST):
                         current = Prefetch(plan, schema, load_file)
                     with current if current is not None else contextlib.nullcontext():
+                        load_zones()
+                        lock.check()
                         source = taxi_source(
                             taxi_types=[taxi],
                             months=[plan.month],
@@ -292,6 +304,7 @@ def _run_locked(
         notice = walk_notice(taxi, fmt, walked) if months is None else None
         if notice and on_notice:
             on_notice(notice)
+    load_zones()  # a run with no month to load still keeps the zone lookup current
     return result
 
 

@@ -18,6 +18,9 @@ from taxi_pipeline.schemas import TableSchema
 
 CLOSE_WAIT = 5.0
 """Seconds `Prefetch.close` waits for a fetch to stop (a Ctrl-C must not wait for a stalled download)."""
+UNWIND_WAIT = 0.2
+"""Seconds a month being loaded waits for its fetch when an exception closes it (Ctrl-C during the zone lookup's
+load while the first month still downloads): the run stops within its grace."""
 
 
 class Prefetch:
@@ -62,21 +65,22 @@ class Prefetch:
         assert self._fetched is not None
         return self._fetched
 
-    def close(self) -> None:
+    def close(self, wait: Optional[float] = None) -> None:
         """Stop the fetch if it still runs, remove its folder.
 
         The fetch stops at its next chunk or batch; a download stalled on the network is not waited for longer
-        than `CLOSE_WAIT` seconds (its daemon thread then fails on the removed folder, or ends with the process).
+        than `wait` seconds (default `CLOSE_WAIT`; its daemon thread then fails on the removed folder, or ends
+        with the process).
         """
         self._stop.set()
-        self._thread.join(CLOSE_WAIT)
+        self._thread.join(CLOSE_WAIT if wait is None else wait)
         remove_scratch_folder(self._folder)
 
     def __enter__(self) -> Prefetch:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(None if exc_type is None else UNWIND_WAIT)
 
 
 class Prefetcher:

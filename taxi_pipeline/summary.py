@@ -47,7 +47,8 @@ def summary_rows(results: List[MonthResult]) -> List[SummaryRow]:
     Failed months are never folded (each has its own reason), so a five-year backfill fits on one screen.
     """
     rows: List[SummaryRow] = []
-    for res in results:
+    # the zone lookup first (it loads just before the first month, so it may come after skipped months)
+    for res in sorted(results, key=lambda r: r.month is not None):
         last = rows[-1] if rows else None
         if (
             last is not None

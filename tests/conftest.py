@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections import Counter
 from email.utils import formatdate
 from pathlib import Path
@@ -33,6 +34,7 @@ class Mirror:
         self.released = threading.Event()  # set: delayed answers go out now (the fixture sets it at teardown)
         self.answered_late: Counter = Counter()  # delayed HEADs answered so far, by path
         self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
+        self.arrivals: List[Tuple[float, str, str]] = []  # (time.monotonic(), method, path) of every request
         self._version = 0
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
 
@@ -72,6 +74,7 @@ class Mirror:
     def _handle(self, request: Request) -> Response:
         self.requests[(request.method, request.path)] += 1
         self.encodings.append(request.headers.get("Accept-Encoding"))
+        self.arrivals.append((time.monotonic(), request.method, request.path))
         if request.method == "GET" and request.path in self.delay:
             self.released.wait(self.delay[request.path])
         if request.method == "HEAD" and request.path in self.head_delay:

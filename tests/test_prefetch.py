@@ -194,3 +194,17 @@ def test_closing_does_not_wait_for_a_stalled_download(mirror, own_tmp, monkeypat
     prefetch.close()
     assert time.monotonic() - started < 2  # returns before the server answers
     assert list(own_tmp.iterdir()) == []
+
+
+def test_the_first_month_is_fetched_while_the_zone_lookup_loads(mirror, cli, duck):
+    """A first run's fixed cost: the zone lookup's own dlt run overlaps the first month's download and parse."""
+    mirror.trips("green", "2019-01", 30)
+    zones = "/misc/taxi_zone_lookup.csv"
+    mirror.delay[zones] = 1.5  # the zone lookup's GET answers late: its load is still running meanwhile
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 0, r
+    gets = {path: t for t, method, path in mirror.arrivals if method == "GET"}
+    month = "/green/green_tripdata_2019-01.csv.gz"
+    assert gets[month] < gets[zones] + 1.5, "the month was fetched only after the zone lookup had loaded"
+    assert duck("select count(*) from taxi_raw.green_tripdata") == [(30,)]
+    assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
