@@ -8,16 +8,13 @@ transaction commits only when the month's rows in the table, counted inside it, 
 value fails the job before anything is committed.
 
 Rows are known only once the job has run: it leaves them (or its error) for the run to take with
-`take_copied`, which records the month in state after the load (see `pipeline`).
+`load_files.take_copied`, which records the month in state after the load (see `pipeline`).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import threading
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,36 +26,11 @@ from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParq
 from taxi_pipeline.destinations import month_index_regclass, month_index_sql
 from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
-from taxi_pipeline.load_files import MANIFEST_KEY, dlt_schema
+from taxi_pipeline.load_files import Copied, dlt_schema, leave_copied, read_manifest
 from taxi_pipeline.months import Month
+from taxi_pipeline.progress import current_collector
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import MANIFEST
-
-
-@dataclass
-class Copied:
-    """What a load job did with one file: the rows it copied (counted by the server), or the error it failed with."""
-
-    rows: int = 0
-    error: Optional[BaseException] = None
-
-
-_copied: Dict[str, Copied] = {}
-_copied_lock = threading.Lock()
-
-
-def take_copied(downloaded: str) -> Optional[Copied]:
-    """What the load job of the downloaded file at `downloaded` left (once), or None when no job ran for it.
-
-    Keyed by the file's path, unique to the folder it was fetched into, so no two loads can take each other's.
-    """
-    with _copied_lock:
-        return _copied.pop(downloaded, None)
-
-
-def _leave(downloaded: str, copied: Copied) -> None:
-    with _copied_lock:
-        _copied[downloaded] = copied
 
 
 class BinaryCopyClient(PostgresClient):
@@ -77,6 +49,11 @@ class BinaryCopyJob(PostgresParquetCopyJob):
     Its connection, catalog and schema (the staging dataset for a replacement) are dlt's.
     """
 
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path)
+        # made on the run's thread, run on a loader thread: progress goes to the collector of the run
+        self._collector = current_collector()
+
     def run(self) -> None:
         """Parse the file into one binary COPY; DestinationTerminalException (no retry) for any failure."""
         try:
@@ -86,16 +63,16 @@ class BinaryCopyJob(PostgresParquetCopyJob):
         try:
             copied = self._copy(manifest)
         except Exception as exc:
-            _leave(manifest["path"], Copied(error=exc))
+            leave_copied(manifest["path"], Copied(error=exc))
             raise DestinationTerminalException(one_line(exc)) from exc
-        _leave(manifest["path"], copied)
+        leave_copied(manifest["path"], copied)
 
     def _copy(self, manifest: Mapping[str, Any]) -> Copied:
         schema = table_schema(manifest["table"])
         month = manifest["month"]
         parsed = 0
         failure: Optional[BaseException] = None
-        with read_batches(manifest["path"], schema, manifest["file"], month) as batches:
+        with read_batches(manifest["path"], schema, manifest["file"], month, collector=self._collector) as batches:
             first = next(batches)  # a file without rows raises here, before a connection is opened
 
             def stream(target: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -187,15 +164,6 @@ class BinaryCopyJob(PostgresParquetCopyJob):
         except Exception as exc:
             conn.rollback()
             logger.warning(f"no month index on {self.load_table_name}: {one_line(exc)}")
-
-
-def read_manifest(path: str) -> Dict[str, Any]:
-    """A manifest written by `load_files.write_manifest`; ValueError for any other file."""
-    with open(path, encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    if not isinstance(manifest, dict) or manifest.get(MANIFEST_KEY) != 1:
-        raise ValueError("not a taxi_pipeline manifest: Postgres loads no other jsonl files")
-    return manifest
 
 
 def copy_schema(schema: pa.Schema, table: pa.Schema) -> pa.Schema:

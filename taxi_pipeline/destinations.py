@@ -13,7 +13,7 @@ from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
-from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST, PARQUET
+from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -37,8 +37,8 @@ def make_destination(name: str) -> Destination:
         return postgres()
     if name == "duckdb":
         if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
-            return _bounded_duckdb(duckdb())
-        return _bounded_duckdb(duckdb(credentials=DEFAULT_DUCKDB_FILE))
+            return duckdb()
+        return duckdb(credentials=DEFAULT_DUCKDB_FILE)
     return Destination.from_reference(name)
 
 
@@ -53,6 +53,18 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
 
     _catalog: Optional[str] = None
     _opening = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The client, its connections opened with our load settings (`DUCKDB_LOAD_SETTINGS`) where needed.
+
+        A setting in the credentials' `global_config` wins. Without them DuckDB keeps the blocks it writes cached
+        up to 80 % of RAM, so a run's memory would grow with the month, and it inserts a month in file order, on
+        one thread for the final write.
+        """
+        super().__init__(*args, **kwargs)
+        configured = getattr(self.credentials, "global_config", None) or {}
+        ours = {k: v for k, v in DUCKDB_LOAD_SETTINGS.items() if k not in configured}
+        self._global_config = {**ours, **self._global_config}
 
     def open_connection(self) -> Any:
         """Open as dlt does; it names the search path while opening, unqualified there as before."""
@@ -76,7 +88,10 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
 
 
 class _DuckDbClient(DuckDbClient):
-    """dlt's DuckDB job client with catalog-qualified names (see `_CatalogQualifiedSqlClient`)."""
+    """dlt's DuckDB job client with catalog-qualified names (see `_CatalogQualifiedSqlClient`).
+
+    A `jsonl` file (our manifest) is loaded by `duckdb_insert.ArrowInsertJob`.
+    """
 
     def __init__(self, schema: Any, config: Any, capabilities: Any) -> None:
         super().__init__(schema, config, capabilities)
@@ -84,6 +99,14 @@ class _DuckDbClient(DuckDbClient):
         self.sql_client = _CatalogQualifiedSqlClient(
             sql.dataset_name, sql.staging_dataset_name, config.credentials, capabilities
         )
+
+    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
+        """`ArrowInsertJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
+        if file_path.endswith(f".{MANIFEST}"):
+            from taxi_pipeline.duckdb_insert import ArrowInsertJob  # imports the readers: only runs that load
+
+            return ArrowInsertJob(file_path)
+        return super().create_load_job(table, file_path, load_id, restore)
 
 
 class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination's name from the class name
@@ -122,23 +145,6 @@ class postgres(dlt.destinations.postgres):  # noqa: N801 - dlt takes the destina
         from taxi_pipeline.binary_copy import BinaryCopyClient
 
         return BinaryCopyClient
-
-
-def _bounded_duckdb(dest: Destination) -> Destination:
-    """DuckDB with our load settings (`DUCKDB_LOAD_SETTINGS`) where its credentials' `global_config` is silent.
-
-    Without them DuckDB keeps the blocks it writes cached up to 80 % of RAM, so a run's memory would grow with
-    the month, and it inserts a month in file order, on one thread for the final write.
-    """
-    try:
-        credentials = dest.configuration(dest.spec(), accept_partial=True).credentials
-    except Exception:  # unreadable config surfaces later, with the setting named, at first contact
-        return dest
-    settings = dict(getattr(credentials, "global_config", None) or {})
-    if credentials is None or DUCKDB_LOAD_SETTINGS.keys() <= settings.keys():
-        return dest
-    credentials.global_config = {**DUCKDB_LOAD_SETTINGS, **settings}
-    return duckdb(credentials=credentials)
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:
@@ -211,10 +217,11 @@ def month_index_regclass(client: Any, table: str, column: str) -> str:
 def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     """The load file the source writes itself for a destination's trip months (see `load_files`).
 
-    `jsonl` for Postgres (a manifest of the downloaded file, parsed by the load job into binary COPY, see
-    `binary_copy`), `parquet` that DuckDB inserts; None (Snowflake) leaves Arrow tables to dlt's own parquet writer.
+    `jsonl`, a manifest of the downloaded file, parsed by the load job as the destination ingests it: binary COPY
+    on Postgres (`binary_copy`), an Arrow insert on DuckDB (`duckdb_insert`). None (Snowflake) leaves Arrow
+    tables to dlt's own parquet writer.
     """
-    return {"postgres": MANIFEST, "duckdb": PARQUET}.get(destination_kind(pipeline))
+    return MANIFEST if destination_kind(pipeline) in ("postgres", "duckdb") else None
 
 
 def counting_is_cheap(pipeline: dlt.Pipeline) -> bool:

@@ -254,9 +254,10 @@ def fetch(
     """Download a file into `folder` and, with `load_file`, write its load file there.
 
     `parquet`: the file is parsed a few batches ahead on a background thread while the load file is written.
-    `jsonl`: only the manifest naming the file, and its columns from the header (the load job parses it,
-    see `binary_copy`). `stop`, when set, ends the work early with `Cancelled`; progress goes to `collector`
-    (default: the running pipeline's). Raises DownloadError / FileFormatError for a file that cannot be had or read.
+    `jsonl`: only the manifest naming the file, and its columns from the header (the load job parses it, see
+    `duckdb_insert`, `binary_copy`). `stop`, when set, ends the work early with `Cancelled`; progress goes to
+    `collector` (default: the running pipeline's). Raises DownloadError / FileFormatError for a file that cannot
+    be had or read.
     """
     if load_file not in (None, PARQUET, MANIFEST):
         raise ValueError(f"no load file format {load_file!r}: choose from {PARQUET}, {MANIFEST}")
@@ -306,14 +307,15 @@ def read_remote(
     """Download a file to a temporary folder and stream it as typed Arrow tables.
 
     The file is parsed a few batches ahead on a background thread while dlt writes the current table. With
-    `load_file` `parquet` (DuckDB) the batches are written to one parquet file instead, imported into dlt's load
-    package as it is (see `load_files`). `fetched`: the file already fetched (and its load file written) ahead of
-    time, see `prefetch`. When everything has been yielded, `record` receives the state entry of the file
-    (`month_record`). A failure raises before that, so state never runs ahead of data.
+    `load_file` `parquet` (the zone lookup on DuckDB and Postgres) the batches are written to one parquet file
+    instead, imported into dlt's load package as it is (see `load_files`). `fetched`: the file already fetched
+    (and its load file written) ahead of time, see `prefetch`. When everything has been yielded, `record` receives
+    the state entry of the file (`month_record`). A failure raises before that, so state never runs ahead of data.
 
-    With `jsonl` (Postgres) only the manifest of the file is yielded: the load job reads the file later, so
-    it must be `fetched` ahead into a folder that outlives the load, and the rows are known only after the load;
-    `record` stays empty and the run records the month itself once the rows are in (see `binary_copy`).
+    With `jsonl` (trip months on DuckDB and Postgres) only the manifest of the file is yielded: the load job reads
+    the file later, so it must be `fetched` ahead into a folder that outlives the load, and the rows are known
+    only after the load; `record` stays empty and the run records the month itself once the rows are in (see
+    `duckdb_insert`, `binary_copy`).
     """
     if load_file == MANIFEST:
         if fetched is None:

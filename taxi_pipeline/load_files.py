@@ -4,14 +4,19 @@
   items, but in its own extract step on the main thread, one item at a time, dictionary-encoding every column;
   written here, uncompressed and dictionary-encoding only text, it is 20 % cheaper and the month's extract is
   just an import.
-- **jsonl** for Postgres: a manifest of the downloaded file, which the load job parses while it COPYs
-  (`write_manifest`, read by `binary_copy`); nothing is parsed in extract.
+- **parquet** for the zone lookup on DuckDB and Postgres (dlt's own jobs load it with the state).
+- **jsonl** for trip months on DuckDB and Postgres: a manifest of the downloaded file, which the load job parses
+  while the destination ingests it (`write_manifest`; read by `binary_copy` on Postgres, `duckdb_insert` on
+  DuckDB); nothing is parsed in extract. The job leaves what it did (`Copied`) for the run, which records the
+  month in state once it has reconciled (`take_copied`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterable, Optional, Tuple
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,3 +67,39 @@ def write_manifest(path: str, downloaded: str, file_name: str, table: str, sourc
     manifest = {MANIFEST_KEY: 1, "path": downloaded, "file": file_name, "table": table, "month": source_month}
     with open(path, "w", encoding="utf-8") as out:
         json.dump(manifest, out)
+
+
+def read_manifest(path: str) -> Dict[str, Any]:
+    """A manifest written by `write_manifest`; ValueError for any other file."""
+    with open(path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    if not isinstance(manifest, dict) or manifest.get(MANIFEST_KEY) != 1:
+        raise ValueError("not a taxi_pipeline manifest: trip tables load no other jsonl files")
+    return manifest
+
+
+@dataclass
+class Copied:
+    """What a load job did with one file: the rows it stored (as the destination counted them), or its error."""
+
+    rows: int = 0
+    error: Optional[BaseException] = None
+
+
+_copied: Dict[str, Copied] = {}
+_copied_lock = threading.Lock()
+
+
+def take_copied(downloaded: str) -> Optional[Copied]:
+    """What the load job of the downloaded file at `downloaded` left (once), or None when no job ran for it.
+
+    Keyed by the file's path, unique to the folder it was fetched into, so no two loads can take each other's.
+    """
+    with _copied_lock:
+        return _copied.pop(downloaded, None)
+
+
+def leave_copied(downloaded: str, copied: Copied) -> None:
+    """Leave what a load job did with the downloaded file at `downloaded`, for the run to take."""
+    with _copied_lock:
+        _copied[downloaded] = copied

@@ -45,12 +45,15 @@ from taxi_pipeline.helpers import (
     REPLACE,
     SKIP,
     UNREACHABLE,
+    FetchedFile,
     MonthPlan,
     decide,
+    fetch,
     month_record,
     plan_months,
     walk_notice,
 )
+from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
@@ -63,10 +66,9 @@ from taxi_pipeline.settings import (
     DEFAULT_TAXI_TYPES,
     MANIFEST,
     OVERDUE_AFTER_MONTHS,
-    PARQUET,
     PIPELINE_NAME_PREFIX,
 )
-from taxi_pipeline.source import taxi_source
+from taxi_pipeline.source import taxi_source, zones_load_file
 from taxi_pipeline.state import ZONES_KEY, month_entries, record_month, source_state
 from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt, zones_changed
 
@@ -245,14 +247,24 @@ def _run_locked(
     load_file = import_file_format(pipeline)
     zones_pending = True
 
-    def load_zones() -> None:
-        """The zone lookup, once per run: before the first month loaded (its file already being fetched), or last."""
+    def take_zones() -> Optional[ZoneFile]:
+        """The zone lookup to load, fetched, once per run (None when unchanged, failed or already taken)."""
         nonlocal zones_pending
-        if zones_pending:
-            zones_pending = False
-            lock.check()
-            # 265 rows: as parquet to dlt's own ADBC job on Postgres, so its state goes with it
-            _load_zones(pipeline, client, root, fmt, PARQUET if load_file == MANIFEST else load_file, report)
+        if not zones_pending:
+            return None
+        zones_pending = False
+        lock.check()
+        return _fetch_zones(pipeline, client, root, fmt, report)
+
+    def load_zones() -> None:
+        """The zone lookup in a run of its own, when no month's run took it."""
+        zones = take_zones()
+        if zones is not None:
+            with zones:
+                source = taxi_source(
+                    [], file_format=fmt, base_url=root, force=True, load_files=load_file, zones_file=zones.file
+                )
+                report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, zones.outcome))
 
     for taxi in taxis:
         schema = trip_schema(taxi)
@@ -268,36 +280,46 @@ def _run_locked(
                     report(MonthResult(schema.table, plan.month, FAILED, detail=detail, error=error))
                 elif plan.action in (LOAD, REPLACE):
                     current = ahead.take(plan)
-                    # fetched on a thread: the first month while the zone lookup loads (for DuckDB also parsed
-                    # and written); on Postgres every month, since its load job reads the file after extract
+                    # fetched on a thread: the first month while the zone lookup is fetched; on DuckDB and Postgres
+                    # every month, since their load jobs read the file after extract
                     if current is None and (zones_pending or load_file == MANIFEST):
                         current = Prefetch(plan, schema, load_file)
                     with current if current is not None else contextlib.nullcontext():
-                        load_zones()
-                        lock.check()
-                        source = taxi_source(
-                            taxi_types=[taxi],
-                            months=[plan.month],
-                            file_format=fmt,
-                            base_url=root,
-                            zones=False,
-                            force=True,
-                            load_files=load_file,
-                            prefetched=current,
-                        )
-                        appended = not known.has_rows(plan.month)
-                        if appended:
-                            # nothing of this month in the destination: one COPY/INSERT into the table is already
-                            # atomic, so skip the staging table and delete-insert a replacement needs (half the load)
-                            source.resources[schema.table].apply_hints(write_disposition="append")
-                        outcome = _OUTCOME[plan.action]
-                        after_extract = functools.partial(ahead.start, following)
-                        deferred = current if load_file == MANIFEST else None
-                        report(
-                            _load(
+                        # the run's first month takes the zone lookup into its own load: one dlt run, not two
+                        zones = take_zones()
+                        with zones if zones is not None else contextlib.nullcontext():
+                            lock.check()
+                            source = taxi_source(
+                                taxi_types=[taxi],
+                                months=[plan.month],
+                                file_format=fmt,
+                                base_url=root,
+                                zones=zones is not None,
+                                force=True,
+                                load_files=load_file,
+                                prefetched=current,
+                                zones_file=zones.file if zones is not None else None,
+                            )
+                            appended = not known.has_rows(plan.month)
+                            if appended:
+                                # nothing of this month in the destination: one COPY/INSERT into the table is already
+                                # atomic, so skip the staging table and delete-insert a replacement needs (half the
+                                # load)
+                                source.resources[schema.table].apply_hints(write_disposition="append")
+                            outcome = _OUTCOME[plan.action]
+                            after_extract = functools.partial(ahead.start, following)
+                            deferred = current if load_file == MANIFEST else None
+                            loaded_month = _load(
                                 pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
                             )
-                        )
+                        if zones is not None:
+                            zones_result = _zones_result(pipeline, zones, loaded_month.seconds)
+                            # not loaded with the month: the next month's run takes it, or a run of its own
+                            if zones_result is None:
+                                zones_pending = True
+                            else:
+                                report(zones_result)
+                        report(loaded_month)
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
@@ -348,20 +370,38 @@ def _with_next_load(plans: Iterable[MonthPlan]) -> Iterator[Tuple[MonthPlan, Opt
         yield from ((p, None) for p in between)
 
 
-def _load_zones(
-    pipeline: dlt.Pipeline,
-    client: Any,
-    root: str,
-    fmt: str,
-    load_file: Optional[str],
-    report: Callable[[MonthResult], None],
-) -> None:
+@dataclass
+class ZoneFile:
+    """The zone lookup fetched for a load, in a folder of its own that is removed on exit.
+
+    12 KiB: fetched in full before the run that loads it, so a bad zone file fails as the zone lookup's own.
+    """
+
+    outcome: str
+    file: FetchedFile
+    folder: str
+
+    def __enter__(self) -> ZoneFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        remove_scratch_folder(self.folder)
+
+
+def _fetch_zones(
+    pipeline: dlt.Pipeline, client: Any, root: str, fmt: str, report: Callable[[MonthResult], None]
+) -> Optional[ZoneFile]:
+    """The zone lookup fetched for loading when it is new or changed; None (reported) when unchanged or failed.
+
+    A zone file that cannot be had or read fails here, as the zone lookup's own result, before any month's run
+    takes it in. No zone lookup at the root at all is a wrong base URL (ConfigError).
+    """
     url = zones_url(root)
     try:
         remote = probe(client, url)
     except LoadError as exc:
         report(MonthResult(ZONES.table, None, FAILED, detail=f"{ZONES.table}: {exc}", error=exc))
-        return
+        return None
     if remote is None:
         raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
     entry = source_state(pipeline).get(ZONES_KEY)
@@ -370,9 +410,37 @@ def _load_zones(
     action = decide(remote, entry)
     if action == SKIP:
         report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
-        return
-    source = taxi_source(taxi_types=[], file_format=fmt, base_url=root, zones=True, force=True, load_files=load_file)
-    report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, _OUTCOME[action]))
+        return None
+    load_file = zones_load_file(import_file_format(pipeline))
+    folder = make_scratch_folder()
+    started = time.monotonic()
+    try:
+        fetched = fetch(client, url, url.rsplit("/", 1)[-1], ZONES, None, folder, load_file)
+    except (LoadError, OSError) as exc:
+        remove_scratch_folder(folder)
+        detail = f"{file_label(ZONES.table, None)}: {one_line(exc)}"
+        report(MonthResult(ZONES.table, None, FAILED, seconds=time.monotonic() - started, detail=detail, error=exc))
+        return None
+    except BaseException:
+        remove_scratch_folder(folder)
+        raise
+    return ZoneFile(_OUTCOME[action], fetched, folder)
+
+
+def _zones_result(pipeline: dlt.Pipeline, zones: ZoneFile, seconds: float) -> Optional[MonthResult]:
+    """The zone lookup's result after the run that took it in with a month.
+
+    None when that run did not load it (it failed before its package landed): the zone lookup is still to load.
+    """
+    entry = source_state(pipeline).get(ZONES_KEY)
+    if not entry or not zones.file.fingerprint.same_as(Fingerprint.from_state(entry)):
+        return None
+    rows, actual = entry.get("rows"), _count(pipeline, ZONES.table)
+    if actual != rows:
+        label = file_label(ZONES.table, None)
+        detail = f"{label}: destination has {actual} rows but the file has {rows}; it will be reloaded next run"
+        return MonthResult(ZONES.table, None, FAILED, rows, seconds, detail)
+    return MonthResult(ZONES.table, None, zones.outcome, rows, seconds)
 
 
 def _load(
@@ -388,12 +456,13 @@ def _load(
     """Run one file's load and reconcile it; a failure is returned as a `failed` result, not raised.
 
     `after_extract` is called once the file is in the load package, before it is loaded. `deferred`: the month's
-    file, loaded through a manifest load file whose job counts the rows (Postgres, see `binary_copy`); the
-    month is then recorded in state here, once it has reconciled. `appended`: the month had no rows before.
+    file, loaded through a manifest load file whose job counts the rows (Postgres and DuckDB, see `binary_copy`
+    and `duckdb_insert`); the month is then recorded in state here, once it has reconciled. `appended`: the
+    month had no rows before.
 
     The month's rows are counted in the destination, except for a month appended by binary COPY: its job
     counted the month's rows in the table inside its own transaction and committed only if they were the
-    rows it parsed.
+    rows it parsed (a count on Postgres reads the whole month again).
     """
     label = file_label(table, month)
     started = time.monotonic()
@@ -428,8 +497,9 @@ def _load(
         entry = source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
     if month:
-        # the binary COPY job counted an appended month in its own transaction before committing
-        counted = copied.rows if appended and copied is not None else None
+        # the binary COPY job counted an appended month in its own transaction before committing; where counting
+        # is cheap (DuckDB) the month is counted again all the same
+        counted = copied.rows if appended and copied is not None and not counting_is_cheap(pipeline) else None
         actual = _month_rows_after_load(pipeline, table, month, counted)
     else:
         actual = _count(pipeline, table)
@@ -456,8 +526,8 @@ def _month_rows_after_load(pipeline: dlt.Pipeline, table: str, month: str, count
 
 
 def _copied(deferred: Prefetch) -> Any:
-    """What the binary COPY job of a fetched file left (`binary_copy.take_copied`, imported only for Postgres)."""
-    from taxi_pipeline.binary_copy import take_copied
+    """What the load job of a fetched file left (`load_files.take_copied`)."""
+    from taxi_pipeline.load_files import take_copied  # not needed by runs that load nothing: start-up
 
     try:
         path = deferred.result().path

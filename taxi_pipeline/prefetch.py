@@ -1,8 +1,8 @@
 """The next month, fetched while the current one loads.
 
-A month's load step waits on the destination (Postgres parses the COPY stream, DuckDB inserts the parquet), so
-the next month's download and the writing of its load file run meanwhile on a background thread. The month's
-own extract then only imports the file that is ready.
+A month's load step parses the file into the destination (DuckDB's Arrow insert, Postgres' binary COPY), so the
+next month's download (and the writing of its load file, where one is written from the rows) runs meanwhile on a
+background thread. The month's own extract then only imports the file that is ready.
 """
 
 from __future__ import annotations

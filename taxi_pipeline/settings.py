@@ -6,10 +6,10 @@ CSV = "csv"
 PARQUET = "parquet"
 FILE_FORMATS = (CSV, PARQUET)
 MANIFEST = "jsonl"
-"""The load file format of our Postgres manifests (one JSON line naming a downloaded file, see `binary_copy`).
+"""The load file format of our manifests (one JSON line naming a downloaded file, see `duckdb_insert`, `binary_copy`).
 
-dlt imports a file only in a format it can write; Postgres has no jsonl job of its own. A jsonl file without
-our marker fails its job, naming the file."""
+dlt imports a file only in a format it can write; our DuckDB and Postgres job clients load every jsonl file as a
+manifest. A jsonl file without our marker fails its job, naming the file."""
 
 DEFAULT_BASE_URLS: Dict[str, str] = {
     # DataTalksClub nyc-tlc-data releases: {root}/{taxi}/{taxi}_tripdata_{YYYY-MM}.csv.gz

@@ -2,8 +2,8 @@
 
 Each trip resource keeps, in its resource state, one entry per loaded month: the file's fingerprint (ETag,
 Last-Modified, size), its row count, name and load time. dlt stores that state in the destination with the data
-(on Postgres the run stores it right after the data, see `binary_copy`), so a fresh working directory picks it
-up again.
+(on DuckDB and Postgres the run stores it right after the data, see `duckdb_insert`, `binary_copy`), so a fresh
+working directory picks it up again.
 """
 
 from __future__ import annotations
@@ -14,12 +14,22 @@ import dlt
 from dlt.extract.resource import DltResource
 
 from taxi_pipeline.errors import ConfigError, DownloadError
-from taxi_pipeline.helpers import LOAD, MISSING, REPLACE, SKIP, UNREACHABLE, decide, plan_months, read_remote
+from taxi_pipeline.helpers import (
+    LOAD,
+    MISSING,
+    REPLACE,
+    SKIP,
+    UNREACHABLE,
+    FetchedFile,
+    decide,
+    plan_months,
+    read_remote,
+)
 from taxi_pipeline.months import Month
 from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
-from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, OVERDUE_AFTER_MONTHS
+from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, MANIFEST, OVERDUE_AFTER_MONTHS, PARQUET
 from taxi_pipeline.state import MONTHS_KEY, ZONES_KEY
 
 
@@ -35,6 +45,7 @@ def taxi_source(
     load_files: Optional[str] = None,
     prefetched: Optional[Prefetch] = None,
     overdue_after_months: int = OVERDUE_AFTER_MONTHS,
+    zones_file: Optional[FetchedFile] = None,
 ) -> List[DltResource]:
     """NYC TLC trip records, one resource per taxi type (`yellow_tripdata`, …) and `taxi_zone_lookup`.
 
@@ -47,13 +58,16 @@ def taxi_source(
         zones: include the `taxi_zone_lookup` resource.
         force: load the given months even when state says they are loaded and unchanged.
         load_files: yield each file as one load file of this format, imported into the load package as it is,
-            instead of Arrow tables (None): `parquet` (DuckDB), or `jsonl` (Postgres through our destination:
-            a manifest its load job parses into binary COPY; needs `prefetched`, and leaves recording the month
-            in state to the caller, see `binary_copy`).
+            instead of Arrow tables (None): `parquet`, or `jsonl` for trip months on DuckDB and Postgres through
+            our destinations (a manifest its load job parses into an Arrow insert or binary COPY; needs
+            `prefetched`, and leaves recording the month in state to the caller, see `duckdb_insert` and
+            `binary_copy`); the zone lookup then goes as `parquet`.
         prefetched: a month of the (first) taxi type already being fetched with the same `load_files`, used
             instead of downloading it again (see `prefetch`).
         overdue_after_months: a month this many months old that answers 404 is a wrong `base_url` or
             `file_format` (ConfigError), not "not published yet"; 0 turns that off. `sources.taxi.overdue_after_months`.
+        zones_file: the zone lookup already fetched (its load file, if any, written as `load_files` says for it),
+            loaded instead of downloading it again.
 
     Trip rows are merged with delete-insert on `source_month`, so a month is replaced whole.
     """
@@ -65,8 +79,16 @@ def taxi_source(
         for taxi in (parse_taxi_types(taxi_types) if taxi_types else [])
     ]
     if zones:
-        resources.append(zone_lookup(root, force, load_files))
+        resources.append(zone_lookup(root, force, zones_load_file(load_files), zones_file))
     return resources
+
+
+def zones_load_file(load_files: Optional[str]) -> Optional[str]:
+    """The load file of the zone lookup in a source whose trip months go as `load_files`.
+
+    265 rows are not worth a manifest's deferred state: as `parquet` to dlt's own job, its state goes with it.
+    """
+    return PARQUET if load_files == MANIFEST else load_files
 
 
 def trip_resource(
@@ -109,8 +131,13 @@ def trip_resource(
     return trips
 
 
-def zone_lookup(root: str, force: bool = False, load_files: Optional[str] = None) -> DltResource:
-    """The taxi zone lookup (265 zones), replaced whenever the published file changes."""
+def zone_lookup(
+    root: str, force: bool = False, load_files: Optional[str] = None, fetched: Optional[FetchedFile] = None
+) -> DltResource:
+    """The taxi zone lookup (265 zones), replaced whenever the published file changes.
+
+    `fetched`: its file already fetched (see `taxi_source`).
+    """
 
     @dlt.resource(name=ZONES.table, write_disposition="replace", columns=ZONES.dlt_columns())
     def zones() -> Iterator[Any]:
@@ -120,7 +147,7 @@ def zone_lookup(root: str, force: bool = False, load_files: Optional[str] = None
         if not force and decide(probe(client, url), state.get(ZONES_KEY)) == SKIP:
             return
         record: Dict[str, Any] = {}
-        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record, load_files)
+        yield from read_remote(client, url, url.rsplit("/", 1)[-1], ZONES, None, record, load_files, fetched)
         state[ZONES_KEY] = record
 
     return zones

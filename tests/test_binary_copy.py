@@ -45,8 +45,7 @@ def test_copy_schema_sends_the_tables_types_and_dlts_names():
 
 
 def test_a_manifest_is_told_from_any_other_jsonl_file(tmp_path):
-    from taxi_pipeline.binary_copy import read_manifest
-    from taxi_pipeline.load_files import write_manifest
+    from taxi_pipeline.load_files import read_manifest, write_manifest
 
     write_manifest(str(tmp_path / "m.jsonl"), "/x/f.csv.gz", "f.csv.gz", "green_tripdata", "2019-01")
     assert read_manifest(str(tmp_path / "m.jsonl"))["path"] == "/x/f.csv.gz"

@@ -128,10 +128,12 @@ def assert_exact_and_settled(workdir: Path, mirror, target: Target, expected: Di
 
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 
-# The zone lookup is the first dlt run of a fresh backfill, so the 3rd run is February's: January is loaded,
-# February is somewhere in flight, March not loaded (from normalize on, it may be downloading: it is fetched
-# while February loads). Reconciliation is for trip months only: 2nd is February.
-FEBRUARY_CALL = {"reconcile": 2}
+# The zone lookup loads in January's dlt run, and each month's state is stored after its rows in a run of its own
+# (normalize and load only). So February's is the 2nd extract and the 3rd normalize, load and commit, after
+# January's and its state's: January is loaded, February is somewhere in flight, March not loaded (from normalize
+# on, it may be downloading: it is fetched while February loads). Reconciliation and `job` (trip tables' load jobs)
+# are for trip months only: 2nd is February.
+FEBRUARY_CALL = {"extract": 2, "reconcile": 2, "job": 2}
 
 
 @pytest.mark.parametrize("point", ["extract", "normalize", "load", "commit", "reconcile"])
@@ -157,10 +159,10 @@ def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     publish_backfill(mirror)
     mirror.delay[FEB] = 30
     # February is fetched while January loads; its own extract then waits for that download: kill it there
-    # (frozen at February's extract, the 3rd after the zones' and January's), with January in and the GET running.
+    # (frozen at February's extract, see FEBRUARY_CALL), with January in and the GET running.
     # The destination is not read while the run is alive: a DuckDB reader would lock the run out of its file.
     marker = workdir / "frozen"
-    proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", "3", str(marker)])
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", str(FEBRUARY_CALL["extract"]), str(marker)])
     wait_for(lambda: (marker.exists() and mirror.gets("2019-02")) or proc.poll() is not None, "February's download")
     assert proc.poll() is None, finish(proc)
     proc.send_signal(signal.SIGKILL)
@@ -237,7 +239,7 @@ def stop_with_signal(workdir: Path, mirror, target: Target, monkeypatch, args, p
 def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir, target, monkeypatch, point, sig):
     """Exit 1 at once, one line; January kept, February absent or whole, March never loaded; the rerun is exact."""
     publish_backfill(mirror)
-    nth = {"job": 2, "reconcile": 2}.get(point, 3)  # February's (see FEBRUARY_CALL; `job` counts trip jobs only)
+    nth = FEBRUARY_CALL.get(point, 3)  # February's
     stopped = stop_with_signal(workdir, mirror, target, monkeypatch, BACKFILL, point, nth, sig)
     counts = target.counts()
     assert counts.get("2019-01") == 30 and counts.get("2019-02") in (None, 20) and "2019-03" not in counts, counts

@@ -477,3 +477,29 @@ def test_duckdb_loads_bounded_and_unordered_unless_configured(workdir, monkeypat
     assert settings() == ("953.6 MiB", False)
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"preserve_insertion_order": true}')
     assert settings() == ("366.2 MiB", True)
+
+
+def test_an_append_that_would_double_a_month_loads_nothing(mirror, cli, duck, monkeypatch):
+    """The DuckDB job probes the month inside its own transaction before the insert: no append to a month with rows."""
+    mirror.trips("green", "2019-01", 20)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    mirror.trips("green", "2019-01", 20, seed=5)  # republished
+    # as if the month had looked empty when planned (another writer got in between): the month is appended
+    monkeypatch.setattr(pipeline_mod.TableMonths, "has_rows", lambda self, month: False)
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1 and "the table already holds rows of 2019-01; nothing was loaded" in r.out, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 20}
+
+
+def test_a_bad_value_late_in_a_month_inserts_none_of_its_rows(mirror, cli, duck):
+    """The file is parsed while DuckDB inserts it: a bad value in a late batch fails the month's one transaction."""
+    rows = 30_000  # several parse blocks: the first batches are inserted before the bad one is read
+    body = gzip.decompress(tlc_files.trip_csv("green", "2019-01", rows)).decode().splitlines()
+    cells = body[-2].split(",")
+    cells[9] = "abc"  # fare_amount
+    body[-2] = ",".join(cells)
+    mirror.put(GREEN_JAN, gzip.compress(("\n".join(body) + "\n").encode()))
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1, r
+    assert f"line {rows}, column 'fare_amount' (10th): cannot read 'abc' as a number" in r.err, r
+    assert duck("select count(*) from taxi_raw.green_tripdata") == [(0,)]

@@ -41,10 +41,14 @@ MIXED = [*GREEN, "--start", "2019-01", "--end", "2019-05"]
 # --- progress ------------------------------------------------------------------------------------------------------
 
 
-def test_progress_is_plain_lines_on_stderr_when_not_a_terminal(mirror, cli):
+@pytest.mark.parametrize("dest", ["duckdb", "postgres"])
+def test_progress_is_plain_lines_on_stderr_when_not_a_terminal(request, dest, mirror, cli):
+    """Rows are reported while read, also where the load job reads the file on dlt's loader thread."""
+    if dest == "postgres":
+        request.getfixturevalue("pg")
     mirror.trips("green", "2019-01", 30)
     mirror.trips("green", "2019-02", 20)
-    r = load(cli, mirror, *GREEN, "--start", "2019-01", "--end", "2019-02")
+    r = load(cli, mirror, *GREEN, "--dest", dest, "--start", "2019-01", "--end", "2019-02")
     assert r.code == 0, r
     size = len(mirror.files["/green/green_tripdata_2019-01.csv.gz"][0])
     assert 1024 <= size < 1024 * 1024

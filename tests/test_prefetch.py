@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import tempfile
 import time
@@ -17,6 +18,8 @@ from taxi_pipeline.helpers import LOAD, NOT_PUBLISHED, SKIP, Cancelled, MonthPla
 from taxi_pipeline.pipeline import FAILED, LOADED, _with_next_load, run
 from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.schemas import trip_schema
+from tests import tlc_files
+from tests.conftest import month_counts
 
 MONTHS = ("2019-01", "2019-02", "2019-03")
 
@@ -48,8 +51,8 @@ def _gets_seen_while_loading(monkeypatch, mirror) -> List[Dict[str, int]]:
         if not extracted:
             return original(self, *args, **kwargs)
         extracted.clear()
-        # load 0 is the zone lookup, load k is MONTHS[k - 1]: wait for MONTHS[k]
-        following = MONTHS[len(seen)] if 1 <= len(seen) < len(MONTHS) else None
+        # load k is MONTHS[k] (the zone lookup goes with January's): wait for MONTHS[k + 1]
+        following = MONTHS[len(seen) + 1] if len(seen) + 1 < len(MONTHS) else None
         deadline = time.monotonic() + 10
         while following and not mirror.gets(f"green_tripdata_{following}") and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -74,8 +77,8 @@ def test_next_month_is_downloaded_while_the_current_one_loads(request, destinati
 
     assert [(r.month, r.outcome, r.rows) for r in result.results[1:]] == [(m, LOADED, 20 + int(m[-1])) for m in MONTHS]
     # while January loaded, February had been fetched; while February loaded, March; March loaded alone
-    assert seen[1] == {"2019-01": 1, "2019-02": 1, "2019-03": 0}
-    assert seen[2] == {"2019-01": 1, "2019-02": 1, "2019-03": 1}
+    assert seen[0] == {"2019-01": 1, "2019-02": 1, "2019-03": 0}
+    assert seen[1] == {"2019-01": 1, "2019-02": 1, "2019-03": 1}
     assert {m: mirror.gets(f"green_tripdata_{m}") for m in MONTHS} == dict.fromkeys(MONTHS, 1)  # fetched once
     assert list(own_tmp.iterdir()) == []  # every downloaded file and load file removed
 
@@ -196,15 +199,67 @@ def test_closing_does_not_wait_for_a_stalled_download(mirror, own_tmp, monkeypat
     assert list(own_tmp.iterdir()) == []
 
 
-def test_the_first_month_is_fetched_while_the_zone_lookup_loads(mirror, cli, duck):
-    """A first run's fixed cost: the zone lookup's own dlt run overlaps the first month's download and parse."""
+def test_the_first_month_is_fetched_while_the_zone_lookup_is(mirror, cli, duck):
+    """A first run's fixed cost: the zone lookup's download overlaps the first month's."""
     mirror.trips("green", "2019-01", 30)
     zones = "/misc/taxi_zone_lookup.csv"
-    mirror.delay[zones] = 1.5  # the zone lookup's GET answers late: its load is still running meanwhile
+    mirror.delay[zones] = 1.5  # the zone lookup's GET answers late
     r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01")
     assert r.code == 0, r
     gets = {path: t for t, method, path in mirror.arrivals if method == "GET"}
     month = "/green/green_tripdata_2019-01.csv.gz"
-    assert gets[month] < gets[zones] + 1.5, "the month was fetched only after the zone lookup had loaded"
+    assert gets[month] < gets[zones] + 1.5, "the month was fetched only after the zone lookup"
     assert duck("select count(*) from taxi_raw.green_tripdata") == [(30,)]
     assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
+
+
+def test_the_zone_lookup_loads_in_the_first_months_dlt_run(mirror, cli, duck, monkeypatch):
+    """A first run pays dlt's fixed cost of a run once: the zone lookup goes in the first month's load package."""
+    mirror.trips("green", "2019-01", 30)
+    mirror.trips("green", "2019-02", 20)
+    extracted: List[List[str]] = []
+    original = Pipeline.extract
+
+    def extract(self, data, *args, **kwargs):
+        extracted.append(sorted(data.selected_resources))
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "extract", extract)
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert extracted == [["green_tripdata", "taxi_zone_lookup"], ["green_tripdata"]]
+    assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 30, "2019-02": 20}
+    assert r.out.index("taxi_zone_lookup") < r.out.index("green_tripdata"), r.out
+
+
+def test_a_first_month_that_fails_passes_the_zone_lookup_on(mirror, cli, duck):
+    """The zone lookup rode with a month whose load failed: the next month's run takes it, fetched again."""
+    lines = gzip.decompress(tlc_files.trip_csv("green", "2019-01", 30)).decode().splitlines()
+    cells = lines[3].split(",")
+    cells[9] = "abc"  # fare_amount: the file fails in its load job, after the zone lookup's job has run
+    lines[3] = ",".join(cells)
+    mirror.put("/green/green_tripdata_2019-01.csv.gz", gzip.compress(("\n".join(lines) + "\n").encode()))
+    mirror.trips("green", "2019-02", 20)
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 1, r
+    assert "green_tripdata 2019-01" in r.err, r
+    assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
+    assert month_counts(duck, "green_tripdata") == {"2019-02": 20}
+    assert mirror.gets("taxi_zone_lookup") == 2  # fetched for January's run, again for February's
+    results = [line.split()[:2] for line in r.out.splitlines() if not line.startswith(" ") and "  " in line]
+    assert results == [
+        ["green_tripdata", "2019-01"],
+        ["taxi_zone_lookup", "loaded"],
+        ["green_tripdata", "2019-02"],
+    ], r.out
+
+
+def test_a_zone_lookup_that_fails_to_fetch_leaves_the_months_to_load(mirror, cli, duck):
+    """A bad zone file fails as the zone lookup's own result, before any month's run takes it in."""
+    mirror.trips("green", "2019-01", 30)
+    mirror.put("/misc/taxi_zone_lookup.csv", b"<html><body>Service unavailable</body></html>")
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 1, r
+    assert "taxi_zone_lookup" in r.err and "HTML" in r.err, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 30}

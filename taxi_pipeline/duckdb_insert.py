@@ -1,0 +1,112 @@
+"""DuckDB loads a month by inserting the batches parsed in its load job, with no file in between.
+
+A month's load file for DuckDB is the manifest of the downloaded file (`load_files.write_manifest`), as for
+Postgres. Its load job (`ArrowInsertJob`, run by dlt's loader like any other job) parses that file with the
+package's reader on a background thread and hands the batches to DuckDB as an Arrow stream: one
+`INSERT … BY NAME` that DuckDB converts and writes on its own threads while the next batches are parsed.
+Parsing, conversion and the write overlap, and memory holds a few batches, not the month.
+
+The insert runs in one transaction with a probe before it (an append never lands on a month that has rows) and
+commits only when DuckDB stored exactly the rows parsed; a bad value fails the job before anything is
+committed. Rows are known only once the job has run: it leaves them (or its error) for the run to take with
+`load_files.take_copied`, which records the month in state after the load (see `pipeline`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any, Iterator, Mapping
+
+import pyarrow as pa
+from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
+from dlt.common.destination.exceptions import DestinationTerminalException
+
+from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.helpers import read_batches
+from taxi_pipeline.load_files import Copied, dlt_schema, leave_copied, read_manifest
+from taxi_pipeline.months import Month
+from taxi_pipeline.progress import current_collector
+from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
+
+
+class ArrowInsertJob(RunnableLoadJob, HasFollowupJobs):
+    """Load a manifest's file into its DuckDB table (the staging table for a replacement) by one Arrow insert."""
+
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path)
+        # made on the run's thread, run on a loader thread: progress goes to the collector of the run
+        self._collector = current_collector()
+
+    def run(self) -> None:
+        """Parse the file into one `INSERT`; DestinationTerminalException (no retry) for any failure."""
+        try:
+            manifest = read_manifest(self._file_path)
+        except (OSError, ValueError) as exc:
+            raise DestinationTerminalException(f"{self._file_name}: {one_line(exc)}") from exc
+        try:
+            copied = self._insert(manifest)
+        except Exception as exc:
+            leave_copied(manifest["path"], Copied(error=exc))
+            raise DestinationTerminalException(one_line(exc)) from exc
+        leave_copied(manifest["path"], copied)
+
+    def _insert(self, manifest: Mapping[str, Any]) -> Copied:
+        schema = table_schema(manifest["table"])
+        month = manifest["month"]
+        client = self._job_client.sql_client
+        table = client.make_qualified_table_name(self.load_table_name)
+        parsed = 0
+        failure: BaseException | None = None
+        with read_batches(manifest["path"], schema, manifest["file"], month, collector=self._collector) as batches:
+            first = next(batches)  # a file without rows raises here, before anything is written
+            target = insert_schema(first.schema)
+
+            def stream() -> Iterator[pa.RecordBatch]:
+                nonlocal parsed, failure
+                try:
+                    for batch in itertools.chain([first], batches):
+                        parsed += batch.num_rows
+                        yield pa.RecordBatch.from_arrays([batch.column(i) for i in _kept(batch.schema)], schema=target)
+                except BaseException as exc:  # DuckDB sees a failed scan; the run sees this error
+                    failure = exc
+                    raise
+
+            view = f"taxi_batches_{uuid.uuid4().hex}"
+            with client.begin_transaction():
+                conn = client.native_connection
+                appending = not self._job_client.in_staging_dataset_mode  # else into the emptied staging table
+                if month is not None and appending and self._has_rows_of(client, table, month):
+                    raise LoadError(f"{manifest['file']}: the table already holds rows of {month}; nothing was loaded")
+                conn.register(view, pa.RecordBatchReader.from_batches(target, stream()))
+                try:
+                    inserted = int(conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}").fetchone()[0])
+                except Exception as exc:
+                    if failure is not None:  # the parse failed: say that, not DuckDB's "arrow scan" error
+                        raise failure from exc
+                    raise
+                finally:
+                    conn.unregister(view)
+                if inserted != parsed:
+                    raise LoadError(
+                        f"{manifest['file']}: DuckDB stored {inserted} rows of the {parsed} read; nothing was committed"
+                    )
+        return Copied(rows=inserted)
+
+    @staticmethod
+    def _has_rows_of(client: Any, table: str, month: str) -> bool:
+        """Whether the table holds rows of `month`, in the insert's transaction, before it (zone maps prune it)."""
+        column = client.escape_column_name(SOURCE_MONTH)
+        rows = client.execute_sql(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = '{Month.parse(month)}')")
+        return bool(rows[0][0])
+
+
+def _kept(schema: pa.Schema) -> list[int]:
+    """The columns inserted: all but those of null type (dlt creates no column without a type)."""
+    return [i for i, field in enumerate(schema) if not pa.types.is_null(field.type)]
+
+
+def insert_schema(schema: pa.Schema) -> pa.Schema:
+    """The inserted batches' schema: dlt's column names, columns of null type left out (see `_kept`)."""
+    named = dlt_schema(schema)
+    return pa.schema([named.field(i) for i in _kept(schema)])
