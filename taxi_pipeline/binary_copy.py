@@ -20,15 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common import logger
 from dlt.common.destination.client import LoadJob
-from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
 
 from taxi_pipeline.destinations import month_index_regclass, month_index_sql
 from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
-from taxi_pipeline.load_files import Copied, dlt_schema, leave_copied, read_manifest
+from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
 from taxi_pipeline.months import Month
-from taxi_pipeline.progress import current_collector
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import MANIFEST
 
@@ -43,31 +41,14 @@ class BinaryCopyClient(PostgresClient):
         return super().create_load_job(table, file_path, load_id, restore)
 
 
-class BinaryCopyJob(PostgresParquetCopyJob):
+class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
     """dlt's Postgres ADBC job, fed by our reader from the manifest's file instead of a parquet file.
 
     Its connection, catalog and schema (the staging dataset for a replacement) are dlt's.
     """
 
-    def __init__(self, file_path: str) -> None:
-        super().__init__(file_path)
-        # made on the run's thread, run on a loader thread: progress goes to the collector of the run
-        self._collector = current_collector()
-
-    def run(self) -> None:
-        """Parse the file into one binary COPY; DestinationTerminalException (no retry) for any failure."""
-        try:
-            manifest = read_manifest(self._file_path)
-        except (OSError, ValueError) as exc:
-            raise DestinationTerminalException(f"{self._file_name}: {one_line(exc)}") from exc
-        try:
-            copied = self._copy(manifest)
-        except Exception as exc:
-            leave_copied(manifest["path"], Copied(error=exc))
-            raise DestinationTerminalException(one_line(exc)) from exc
-        leave_copied(manifest["path"], copied)
-
-    def _copy(self, manifest: Mapping[str, Any]) -> Copied:
+    def load_manifest(self, manifest: Mapping[str, Any]) -> Copied:
+        """Parse the file into one binary COPY, in a transaction that commits only the rows parsed."""
         schema = table_schema(manifest["table"])
         month = manifest["month"]
         parsed = 0

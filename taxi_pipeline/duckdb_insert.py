@@ -20,38 +20,19 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
-from dlt.common.destination.exceptions import DestinationTerminalException
 
-from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.errors import LoadError
 from taxi_pipeline.helpers import read_batches
-from taxi_pipeline.load_files import Copied, dlt_schema, leave_copied, read_manifest
+from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
 from taxi_pipeline.months import Month
-from taxi_pipeline.progress import current_collector
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 
 
-class ArrowInsertJob(RunnableLoadJob, HasFollowupJobs):
+class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
     """Load a manifest's file into its DuckDB table (the staging table for a replacement) by one Arrow insert."""
 
-    def __init__(self, file_path: str) -> None:
-        super().__init__(file_path)
-        # made on the run's thread, run on a loader thread: progress goes to the collector of the run
-        self._collector = current_collector()
-
-    def run(self) -> None:
-        """Parse the file into one `INSERT`; DestinationTerminalException (no retry) for any failure."""
-        try:
-            manifest = read_manifest(self._file_path)
-        except (OSError, ValueError) as exc:
-            raise DestinationTerminalException(f"{self._file_name}: {one_line(exc)}") from exc
-        try:
-            copied = self._insert(manifest)
-        except Exception as exc:
-            leave_copied(manifest["path"], Copied(error=exc))
-            raise DestinationTerminalException(one_line(exc)) from exc
-        leave_copied(manifest["path"], copied)
-
-    def _insert(self, manifest: Mapping[str, Any]) -> Copied:
+    def load_manifest(self, manifest: Mapping[str, Any]) -> Copied:
+        """Parse the file into one `INSERT`, in a transaction that commits only the rows parsed."""
         schema = table_schema(manifest["table"])
         month = manifest["month"]
         client = self._job_client.sql_client

@@ -103,3 +103,41 @@ def leave_copied(downloaded: str, copied: Copied) -> None:
     """Leave what a load job did with the downloaded file at `downloaded`, for the run to take."""
     with _copied_lock:
         _copied[downloaded] = copied
+
+
+class ManifestJob:
+    """Mixed into a dlt load job: loads a manifest's file by `load_manifest` and leaves what it did (`Copied`).
+
+    Any failure is a DestinationTerminalException (no retry: a bad file stays bad). The job is made on the run's
+    thread and run on dlt's loader thread, so it keeps the run's progress collector for the reader.
+    """
+
+    _file_path: str
+    _file_name: str
+
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path)  # type: ignore[call-arg]
+        from taxi_pipeline.progress import current_collector
+
+        self._collector = current_collector()
+
+    def run(self) -> None:
+        """Load the manifest's file; leave the rows stored, or the error, for the run (`take_copied`)."""
+        from dlt.common.destination.exceptions import DestinationTerminalException
+
+        from taxi_pipeline.errors import one_line
+
+        try:
+            manifest = read_manifest(self._file_path)
+        except (OSError, ValueError) as exc:
+            raise DestinationTerminalException(f"{self._file_name}: {one_line(exc)}") from exc
+        try:
+            copied = self.load_manifest(manifest)
+        except Exception as exc:
+            leave_copied(manifest["path"], Copied(error=exc))
+            raise DestinationTerminalException(one_line(exc)) from exc
+        leave_copied(manifest["path"], copied)
+
+    def load_manifest(self, manifest: Dict[str, Any]) -> Copied:
+        """Load the file a manifest names; the rows the destination stored."""
+        raise NotImplementedError
