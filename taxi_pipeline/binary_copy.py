@@ -7,8 +7,9 @@ overlaps the server's ingest instead of preceding it, and memory holds a few bat
 transaction commits only when the month's rows in the table, counted inside it, are the rows parsed; a bad
 value fails the job before anything is committed.
 
-Rows are known only once the job has run: it leaves them (or its error) for the run to take with
-`load_files.take_copied`, which records the month in state after the load (see `pipeline`).
+An appended month's record (`records`) is written in the COPY's transaction. The job leaves the rows (or its
+error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a replaced
+one after dlt's merge (see `pipeline`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
 from taxi_pipeline.months import Month
+from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import MANIFEST
 
@@ -92,8 +94,13 @@ class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
                         f"{manifest['file']}: the server stored {rows} rows after copying the {parsed} read; "
                         "nothing was committed"
                     )
+                entry = job_record(manifest, rows) if appending else None  # a replacement: after dlt's merge
+                for statement in (
+                    record_statements(self._job_client.sql_client, manifest["table"], month, entry) if entry else []
+                ):
+                    cur.execute(statement)
                 conn.commit()
-        return Copied(rows=rows)
+        return Copied(rows=rows, recorded=entry is not None)
 
     def _has_rows_of(self, cur: Any, month: str) -> bool:
         """Whether the table holds rows of `month` (an index probe), in the COPY's transaction, before it.

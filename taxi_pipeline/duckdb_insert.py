@@ -8,8 +8,9 @@ Parsing, conversion and the write overlap, and memory holds a few batches, not t
 
 The insert runs in one transaction with a probe before it (an append never lands on a month that has rows) and
 commits only when DuckDB stored exactly the rows parsed; a bad value fails the job before anything is
-committed. Rows are known only once the job has run: it leaves them (or its error) for the run to take with
-`load_files.take_copied`, which records the month in state after the load (see `pipeline`).
+committed. An appended month's record (`records`) is written in the same transaction. The job leaves the rows
+(or its error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a
+replaced one after dlt's merge (see `pipeline`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from taxi_pipeline.errors import LoadError
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
 from taxi_pipeline.months import Month
+from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 
 
@@ -72,7 +74,10 @@ class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
                     raise LoadError(
                         f"{manifest['file']}: DuckDB stored {inserted} rows of the {parsed} read; nothing was committed"
                     )
-        return Copied(rows=inserted)
+                entry = job_record(manifest, inserted) if appending else None  # a replacement: after dlt's merge
+                for statement in record_statements(client, manifest["table"], month, entry) if entry else []:
+                    client.execute_sql(statement)
+        return Copied(rows=inserted, recorded=entry is not None)
 
     @staticmethod
     def _has_rows_of(client: Any, table: str, month: str) -> bool:

@@ -283,7 +283,7 @@ def fetch(
         fetched.load_path = os.path.join(folder, f"load.{load_file}")
         if load_file == MANIFEST:
             fetched.columns = dlt_schema(file_columns(path, schema, name))
-            write_manifest(fetched.load_path, path, name, schema.table, source_month)
+            write_manifest(fetched.load_path, path, name, schema.table, source_month, fingerprint.as_dict())
         elif load_file == PARQUET:
             with read_batches(path, schema, name, source_month, stop, collector) as batches:
                 fetched.rows, fetched.columns = write_parquet(batches, fetched.load_path)

@@ -62,9 +62,26 @@ MANIFEST_KEY = "taxi_pipeline_manifest"
 """The key that marks a manifest (its value: the manifest version, 1), so no other jsonl file is taken for one."""
 
 
-def write_manifest(path: str, downloaded: str, file_name: str, table: str, source_month: Optional[str]) -> None:
-    """Write the manifest load file (`jsonl`) of a downloaded file: where it is, its name, table and month."""
-    manifest = {MANIFEST_KEY: 1, "path": downloaded, "file": file_name, "table": table, "month": source_month}
+def write_manifest(
+    path: str,
+    downloaded: str,
+    file_name: str,
+    table: str,
+    source_month: Optional[str],
+    fingerprint: Optional[Dict[str, Any]] = None,
+) -> None:
+    """Write the manifest load file (`jsonl`) of a downloaded file: where it is, its name, table and month.
+
+    `fingerprint`: the file's, which the load job records with the month (see `records`).
+    """
+    manifest = {
+        MANIFEST_KEY: 1,
+        "path": downloaded,
+        "file": file_name,
+        "table": table,
+        "month": source_month,
+        "fingerprint": fingerprint,
+    }
     with open(path, "w", encoding="utf-8") as out:
         json.dump(manifest, out)
 
@@ -84,6 +101,8 @@ class Copied:
 
     rows: int = 0
     error: Optional[BaseException] = None
+    recorded: bool = False
+    """Whether the job recorded the month in the records table, inside its own transaction (see `records`)."""
 
 
 _copied: Dict[str, Copied] = {}

@@ -57,6 +57,7 @@ from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
 from taxi_pipeline.locks import RunLock, run_lock
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
+from taxi_pipeline.records import forget_record, month_records, write_record
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -69,7 +70,7 @@ from taxi_pipeline.settings import (
     PIPELINE_NAME_PREFIX,
 )
 from taxi_pipeline.source import taxi_source, zones_load_file
-from taxi_pipeline.state import ZONES_KEY, month_entries, record_month, source_state
+from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
 from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt, zones_changed
 
 LOADED = "loaded"
@@ -492,7 +493,7 @@ def _load(
         fetched = deferred.result()
         entry = month_record(fetched.fingerprint, copied.rows, os.path.basename(fetched.path)) if copied else None
     elif month:
-        entry = month_entries(pipeline, table).get(month)
+        entry = month_entries(pipeline, table).get(month)  # the state entry that travelled with this load
     else:
         entry = source_state(pipeline).get(ZONES_KEY)
     rows = entry.get("rows") if entry else None
@@ -503,15 +504,16 @@ def _load(
         actual = _month_rows_after_load(pipeline, table, month, counted)
     else:
         actual = _count(pipeline, table)
+    recorded = copied is not None and copied.recorded  # by the load job, in the month's own transaction
     if rows is None or actual != rows:
+        if month and recorded:
+            forget_record(pipeline, table, month)  # so that the next run loads the month again
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)
-    if deferred is not None and entry is not None:
+    if month and entry is not None and not recorded:
         try:
-            record_month(pipeline, table, str(month), entry)
+            write_record(pipeline, table, month, entry)
         except Exception as exc:
-            if pipeline.has_pending_data:
-                pipeline.abort_packages()
             interrupt = find_cause(exc, KeyboardInterrupt)
             if interrupt is not None:
                 raise interrupt from None
@@ -570,7 +572,7 @@ class TableMonths:
 
     def __init__(self, pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]]) -> None:
         self.pipeline, self.table = pipeline, table
-        entries = month_entries(pipeline, table)
+        entries = month_records(pipeline, table)
         self._counts: Optional[Dict[str, int]] = None
         if counting_is_cheap(pipeline):
             self._counts = month_counts(pipeline, table, months)
@@ -662,7 +664,7 @@ def build_models(
     require_dbt()
     require_database(destination)
     with _opened(destination, on_notice) as (pipeline, _):
-        if not any(month_entries(pipeline, s.table) for s in TRIP_SCHEMAS.values()):
+        if not any(month_records(pipeline, s.table) for s in TRIP_SCHEMAS.values()):
             raise ConfigError(f"nothing is loaded into {destination} yet: load some months first, then run dbt")
         return build_changed(pipeline, output=output, full_refresh=full_refresh, on_notice=on_notice)
 
@@ -706,7 +708,7 @@ def status(destination: str = "duckdb") -> List[LoadedMonth]:
         if zones:
             out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
         for schema in TRIP_SCHEMAS.values():
-            entries = month_entries(pipeline, schema.table)
+            entries = month_records(pipeline, schema.table)
             counts = month_counts(pipeline, schema.table) if entries else {}
             for m in sorted(entries, key=Month.parse):
                 out.append(_loaded(schema.table, m, entries[m], counts.get(m, 0)))

@@ -1,8 +1,9 @@
 """The pipeline's state as this package keeps it: month entries, the zone file's entry, what dbt has built.
 
 dlt keeps the state in the destination (`_dlt_pipeline_state`) and restores it into a fresh working folder. Month
-entries travel with their load package; what is only known after a load (a Postgres month's rows, a dbt build)
-is stored with `store_state`, in a package holding nothing but the state.
+entries are kept here only for months loaded without a load job of ours (Snowflake) and for months loaded before
+the month records table (`records`, the source of truth now); what is only known after a load (a dbt build) is
+stored with `store_state`, in a package holding nothing but the state.
 """
 
 from __future__ import annotations
@@ -46,15 +47,3 @@ def store_state(pipeline: dlt.Pipeline, change: Callable[[Dict[str, Any]], None]
         change(state.setdefault("sources", {}).setdefault(SOURCE, {}))
     pipeline.normalize()
     pipeline.load()
-
-
-def record_month(pipeline: dlt.Pipeline, table: str, month: str, entry: Dict[str, Any]) -> None:
-    """Store a month's state entry in the destination, once the month is loaded and reconciled.
-
-    Until it lands, a later run finds the month's rows without an entry and replaces the month (never a duplicate).
-    """
-
-    def change(source: Dict[str, Any]) -> None:
-        source.setdefault("resources", {}).setdefault(table, {}).setdefault(MONTHS_KEY, {})[month] = entry
-
-    store_state(pipeline, change)

@@ -21,8 +21,9 @@ import dlt
 from dlt.common import logger
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
+from taxi_pipeline.records import month_records
 from taxi_pipeline.schemas import TRIP_SCHEMAS, ZONES
-from taxi_pipeline.state import DBT_BUILT_KEY, ZONES_KEY, month_entries, source_state, store_state
+from taxi_pipeline.state import DBT_BUILT_KEY, ZONES_KEY, source_state, store_state
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -110,7 +111,7 @@ def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     changed = {}
     for schema in TRIP_SCHEMAS.values():
         done = built.get(schema.table, {})
-        entries = month_entries(pipeline, schema.table)
+        entries = month_records(pipeline, schema.table)
         changed[schema.table] = sorted(m for m, e in entries.items() if done.get(m) != entry_version(e))
     return changed
 
@@ -128,7 +129,7 @@ def zones_changed(pipeline: dlt.Pipeline) -> bool:
 
 def loaded_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     """Every raw trip table → all its loaded months, sorted (what a full build reads)."""
-    return {s.table: sorted(month_entries(pipeline, s.table)) for s in TRIP_SCHEMAS.values()}
+    return {s.table: sorted(month_records(pipeline, s.table)) for s in TRIP_SCHEMAS.values()}
 
 
 def describe_months(changed: Mapping[str, List[str]]) -> str:
@@ -180,7 +181,7 @@ def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> Non
     """Record in state that dbt has built `months` (raw table → months) and the zone lookup as they are now."""
     versions: Dict[str, Any] = {}
     for table, listed in months.items():
-        entries = month_entries(pipeline, table)
+        entries = month_records(pipeline, table)
         versions[table] = {m: entry_version(entries[m]) for m in listed if m in entries}
 
     schema = dbt_schema()

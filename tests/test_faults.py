@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,19 +129,18 @@ def assert_exact_and_settled(workdir: Path, mirror, target: Target, expected: Di
 
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 
-# The zone lookup loads in January's dlt run, and each month's state is stored after its rows in a run of its own
-# (normalize and load only). So February's is the 2nd extract and the 3rd normalize, load and commit, after
-# January's and its state's: January is loaded, February is somewhere in flight, March not loaded (from normalize
-# on, it may be downloading: it is fetched while February loads). Reconciliation and `job` (trip tables' load jobs)
-# are for trip months only: 2nd is February.
-FEBRUARY_CALL = {"extract": 2, "reconcile": 2, "job": 2}
+# The zone lookup loads in January's dlt run, and a month is recorded in its own load (no state package after it),
+# so every point's 2nd call is February's: January is loaded, February is somewhere in flight, March not loaded
+# (from normalize on, it may be downloading: it is fetched while February loads). `job` counts trip tables' load
+# jobs only.
+FEBRUARY_CALL = 2
 
 
 @pytest.mark.parametrize("point", ["extract", "normalize", "load", "commit", "reconcile"])
 def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, target, point):
     publish_backfill(mirror)
     marker = workdir / "frozen"
-    proc = spawn(workdir, mirror, target, *BACKFILL, via=[point, str(FEBRUARY_CALL.get(point, 3)), str(marker)])
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=[point, str(FEBRUARY_CALL), str(marker)])
     wait_for(lambda: marker.exists() or proc.poll() is not None, f"the run to reach {point}")
     assert proc.poll() is None, finish(proc)
     proc.send_signal(signal.SIGKILL)
@@ -162,7 +162,7 @@ def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     # (frozen at February's extract, see FEBRUARY_CALL), with January in and the GET running.
     # The destination is not read while the run is alive: a DuckDB reader would lock the run out of its file.
     marker = workdir / "frozen"
-    proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", str(FEBRUARY_CALL["extract"]), str(marker)])
+    proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", str(FEBRUARY_CALL), str(marker)])
     wait_for(lambda: (marker.exists() and mirror.gets("2019-02")) or proc.poll() is not None, "February's download")
     assert proc.poll() is None, finish(proc)
     proc.send_signal(signal.SIGKILL)
@@ -239,7 +239,7 @@ def stop_with_signal(workdir: Path, mirror, target: Target, monkeypatch, args, p
 def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir, target, monkeypatch, point, sig):
     """Exit 1 at once, one line; January kept, February absent or whole, March never loaded; the rerun is exact."""
     publish_backfill(mirror)
-    nth = FEBRUARY_CALL.get(point, 3)  # February's
+    nth = FEBRUARY_CALL
     stopped = stop_with_signal(workdir, mirror, target, monkeypatch, BACKFILL, point, nth, sig)
     counts = target.counts()
     assert counts.get("2019-01") == 30 and counts.get("2019-02") in (None, 20) and "2019-03" not in counts, counts
@@ -300,6 +300,46 @@ def test_a_backfill_and_a_scheduled_slot_at_once_serialize_without_duplicates(mi
     assert "waiting for it" in done[1].stderr, done[1]
     assert mirror.gets("2019-03") == 1, "the slot must find March loaded by the backfill, or load it itself: once"
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+# --- month records --------------------------------------------------------------------------------------------
+
+
+def write_sql(workdir: Path, target: Target, sql: str) -> None:
+    """Run a writing statement on the destination (the `duck` fixture reads only)."""
+    if target.name == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(workdir / "taxi_pipeline.duckdb")) as con:
+            con.execute(sql)
+    else:
+        target.query(sql)
+
+
+def test_months_are_known_from_their_records_when_dlt_state_is_lost(mirror, workdir, target):
+    """Each month is a row of its own in `_taxi_months`, written with the month: a run that restores no dlt state
+    (a fresh working folder, the destination's state rows gone, as a lost concurrent update would leave it) still
+    downloads nothing that is loaded."""
+    publish_backfill(mirror)
+    assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
+    records = target.query("select table_name, month, row_count, file_name from taxi_raw._taxi_months order by 2")
+    assert [tuple(r) for r in records] == [
+        ("green_tripdata", m, n, f"green_tripdata_{m}.csv.gz") for m, n in MONTHS.items()
+    ]
+    write_sql(workdir, target, "delete from taxi_raw._dlt_pipeline_state")
+    shutil.rmtree(workdir / "dlt")
+    assert_exact_and_settled(workdir, mirror, target, MONTHS)
+
+
+def test_a_replaced_month_gets_its_new_record(mirror, workdir, target):
+    """A republished month goes through staging and dlt's merge; its record is replaced once it has reconciled."""
+    publish_backfill(mirror)
+    assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
+    mirror.trips("green", "2019-02", 25, seed=1)
+    assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
+    records = target.query("select month, row_count from taxi_raw._taxi_months order by 1")
+    assert [tuple(r) for r in records] == [("2019-01", 30), ("2019-02", 25), ("2019-03", 10)]
+    assert_exact_and_settled(workdir, mirror, target, {**MONTHS, "2019-02": 25})
 
 
 # --- disk full, destination down --------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def own_tmp(tmp_path, monkeypatch) -> Path:
 def _gets_seen_while_loading(monkeypatch, mirror) -> List[Dict[str, int]]:
     """Make each file's load wait (≤ 10 s) for the GET of the month after the one loading; record the GETs it saw.
 
-    Only the load right after an extract counts (on Postgres a month's state follows in a package of its own).
+    Only the load right after an extract counts (a package of state alone is not a month's).
     """
     seen: List[Dict[str, int]] = []
     original, original_extract = Pipeline.load, Pipeline.extract
@@ -131,7 +131,8 @@ def test_a_finished_prefetch_holds_the_load_file_until_closed(mirror, own_tmp):
 
 
 def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror, own_tmp):
-    """Postgres's load file: the downloaded file, named for the load job to parse later; columns from the header."""
+    """DuckDB's and Postgres' load file: the downloaded file, named for the load job to parse later, with the
+    fingerprint the job records the month with; columns from the header."""
     path, plan = _january(mirror)
 
     with Prefetch(plan, trip_schema("green"), "jsonl") as prefetch:
@@ -143,6 +144,7 @@ def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror
             "file": "green_tripdata_2019-01.csv.gz",
             "table": "green_tripdata",
             "month": "2019-01",
+            "fingerprint": fetched.fingerprint.as_dict(),
         }
         assert Path(fetched.path).read_bytes() == mirror.files[path][0] and fetched.rows == 0
         assert fetched.columns.names[:2] == ["vendor_id", "lpep_pickup_datetime"]
@@ -213,21 +215,29 @@ def test_the_first_month_is_fetched_while_the_zone_lookup_is(mirror, cli, duck):
     assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
 
 
-def test_the_zone_lookup_loads_in_the_first_months_dlt_run(mirror, cli, duck, monkeypatch):
-    """A first run pays dlt's fixed cost of a run once: the zone lookup goes in the first month's load package."""
+def test_a_month_is_one_dlt_run_and_the_first_takes_the_zone_lookup(mirror, cli, duck, monkeypatch):
+    """dlt's fixed cost of a run is paid once per month: the zone lookup goes in the first month's load package,
+    and a month's record goes in its own load (no package of state after it)."""
     mirror.trips("green", "2019-01", 30)
     mirror.trips("green", "2019-02", 20)
     extracted: List[List[str]] = []
-    original = Pipeline.extract
+    loads: List[bool] = []
+    original, original_load = Pipeline.extract, Pipeline.load
 
     def extract(self, data, *args, **kwargs):
         extracted.append(sorted(data.selected_resources))
         return original(self, data, *args, **kwargs)
 
+    def load(self, *args, **kwargs):
+        loads.append(True)
+        return original_load(self, *args, **kwargs)
+
     monkeypatch.setattr(Pipeline, "extract", extract)
+    monkeypatch.setattr(Pipeline, "load", load)
     r = cli("--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
     assert r.code == 0, r
     assert extracted == [["green_tripdata", "taxi_zone_lookup"], ["green_tripdata"]]
+    assert len(loads) == 2
     assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 200
     assert month_counts(duck, "green_tripdata") == {"2019-01": 30, "2019-02": 20}
     assert r.out.index("taxi_zone_lookup") < r.out.index("green_tripdata"), r.out

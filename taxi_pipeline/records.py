@@ -1,0 +1,124 @@
+"""Month records: what each loaded month was, one row per month in a table of ours, next to the raw tables.
+
+A record holds the file's fingerprint (ETag, Last-Modified, size), the rows loaded, the file's name and the load
+time: what decides whether a month is loaded, unchanged, or republished. dlt keeps one state document per
+pipeline, which two writers that each restore it, add their month and store it back can lose an entry of; a row
+per month cannot be lost that way. So the records live in `_taxi_months` (in the raw dataset):
+
+- a month appended by our load jobs (DuckDB's Arrow insert, Postgres' binary COPY) is recorded inside the load's
+  own transaction: rows and record land together or not at all;
+- a replaced month (staging table, then dlt's merge) and a Snowflake month are recorded right after they have
+  reconciled, in a transaction of their own. Until then the month's rows are there without their record, so the
+  next run replaces the month: never a duplicate.
+
+Months loaded before the table existed are still in dlt state: `month_records` reads both, the table winning.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from taxi_pipeline.helpers import month_record
+from taxi_pipeline.remote import Fingerprint
+from taxi_pipeline.state import month_entries
+
+RECORDS_TABLE = "_taxi_months"
+"""The month records' table, in the raw dataset."""
+
+_COLUMNS = (
+    ("table_name", "varchar(64) NOT NULL"),
+    ("month", "varchar(7) NOT NULL"),
+    ("etag", "varchar(1024)"),
+    ("last_modified", "varchar(64)"),
+    ("size", "bigint"),
+    ("row_count", "bigint NOT NULL"),
+    ("file_name", "varchar(1024)"),
+    ("loaded_at", "varchar(32)"),
+)
+_ENTRY_KEYS = {"row_count": "rows", "file_name": "file"}
+"""Record columns named differently in a month entry (the dict kept in dlt state)."""
+
+
+def record_statements(client: Any, table: str, month: str, entry: Mapping[str, Any]) -> List[str]:
+    """The SQL that creates the records table if needed and makes `entry` the one record of a month.
+
+    `client`: a dlt SQL client of the destination (names and literals are quoted its way); the statements run on
+    whatever connection holds the transaction they belong to.
+    """
+    records = client.make_qualified_table_name(RECORDS_TABLE)
+    names = [client.escape_column_name(name) for name, _ in _COLUMNS]
+    columns = ", ".join(f"{name} {type_}" for name, (_, type_) in zip(names, _COLUMNS, strict=True))
+    literal = client.capabilities.escape_literal or _quoted
+    values = [table, month] + [entry.get(_ENTRY_KEYS.get(name, name)) for name, _ in _COLUMNS[2:]]
+    where = f"{names[0]} = {literal(table)} AND {names[1]} = {literal(month)}"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {records} ({columns})",
+        f"DELETE FROM {records} WHERE {where}",
+        f"INSERT INTO {records} ({', '.join(names)}) VALUES ({', '.join(_literal(literal, v) for v in values)})",
+    ]
+
+
+def _quoted(value: str) -> str:
+    """A text literal where dlt has no escaping of its own (Snowflake: quotes doubled, backslashes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _literal(escape: Callable[[Any], str], value: Any) -> str:
+    return "NULL" if value is None else str(value) if isinstance(value, int) else escape(str(value))
+
+
+def write_record(pipeline: dlt.Pipeline, table: str, month: str, entry: Mapping[str, Any]) -> None:
+    """Record a month that has reconciled, in a transaction of its own."""
+    with pipeline.sql_client() as client, client.begin_transaction():
+        for statement in record_statements(client, table, month, entry):
+            client.execute_sql(statement)
+
+
+def forget_record(pipeline: dlt.Pipeline, table: str, month: str) -> None:
+    """Remove a month's record (a load that did not reconcile), so the next run loads the month again."""
+    try:
+        with pipeline.sql_client() as client:
+            names = [client.escape_column_name(name) for name, _ in _COLUMNS[:2]]
+            records = client.make_qualified_table_name(RECORDS_TABLE)
+            client.execute_sql(f"DELETE FROM {records} WHERE {names[0]} = %s AND {names[1]} = %s", table, month)
+    except DatabaseUndefinedRelation:
+        pass
+
+
+def month_records(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
+    """A trip table's month records, `YYYY-MM` → entry (as kept in dlt state): the table's over dlt state's."""
+    entries: Dict[str, Mapping[str, Any]] = dict(month_entries(pipeline, table))
+    entries.update(_read(pipeline, table))
+    return entries
+
+
+def _read(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
+    try:
+        with pipeline.sql_client() as client:
+            names = [client.escape_column_name(name) for name, _ in _COLUMNS]
+            records = client.make_qualified_table_name(RECORDS_TABLE)
+            sql = f"SELECT {', '.join(names[1:])} FROM {records} WHERE {names[0]} = %s"
+            rows = client.execute_sql(sql, table) or []
+    except DatabaseUndefinedRelation:
+        return {}
+    return {str(row[0]): _entry(row[1:]) for row in rows}
+
+
+def _entry(values: Any) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {}
+    for (name, _), value in zip(_COLUMNS[2:], values, strict=True):
+        if name in ("size", "row_count") and value is not None:
+            value = int(value)
+        entry[_ENTRY_KEYS.get(name, name)] = value
+    return entry
+
+
+def job_record(manifest: Mapping[str, Any], rows: int) -> Optional[Dict[str, Any]]:
+    """The entry a load job records for the month its manifest names (None: not a month, e.g. no fingerprint)."""
+    fingerprint = manifest.get("fingerprint")
+    if manifest.get("month") is None or fingerprint is None:
+        return None
+    return month_record(Fingerprint.from_state(fingerprint), rows, manifest["file"])
