@@ -23,11 +23,10 @@ from dlt.common import logger
 from dlt.common.destination.client import LoadJob
 from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
 
-from taxi_pipeline.destinations import month_index_regclass, month_index_sql
+from taxi_pipeline.destinations import month_filter, month_index_regclass, month_index_sql, month_probe_sql
 from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
-from taxi_pipeline.months import Month
 from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import MANIFEST
@@ -108,7 +107,7 @@ class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
         A month is appended only where it has none; rows found here (another writer since the run planned the
         month) fail the load before anything is copied.
         """
-        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {self._table()} WHERE {self._month_filter(month)})")
+        cur.execute(month_probe_sql(self._job_client.sql_client, self._table(), month))
         return bool(cur.fetchone()[0])
 
     def _rows_inserted(self, cur: Any, month: Optional[str]) -> int:
@@ -124,17 +123,13 @@ class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
         inserted = cur.fetchone()[0]
         if inserted is not None:
             return int(inserted)
-        where = f" WHERE {self._month_filter(month)}" if month is not None else ""
+        where = f" WHERE {month_filter(self._job_client.sql_client, month)}" if month is not None else ""
         cur.execute(f"SELECT count(*) FROM {self._table()}{where}")
         return int(cur.fetchone()[0])
 
     def _table(self) -> str:
         """The table the COPY goes into, qualified (in the staging dataset for a replacement)."""
         return self._job_client.sql_client.make_qualified_table_name(self.load_table_name)
-
-    def _month_filter(self, month: str) -> str:
-        column = self._job_client.sql_client.escape_column_name(SOURCE_MONTH)
-        return f"{column} = '{Month.parse(month)}'"
 
     def _ensure_month_index(self, conn: Any, cur: Any) -> None:
         """The BRIN month index, made in its own transaction where it is missing (a lock-free look first).

@@ -13,6 +13,8 @@ from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
+from taxi_pipeline.months import Month
+from taxi_pipeline.schemas import SOURCE_MONTH
 from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
@@ -202,6 +204,16 @@ def month_index_sql(client: Any, table: str, column: str) -> str:
     name = client.escape_column_name(month_index_name(table, column))
     qualified = client.make_qualified_table_name(table)
     return f"CREATE INDEX IF NOT EXISTS {name} ON {qualified} USING brin ({client.escape_column_name(column)})"
+
+
+def month_filter(client: Any, month: str) -> str:
+    """The SQL condition that selects one month of a trip table (`source_month = 'YYYY-MM'`, the month validated)."""
+    return f"{client.escape_column_name(SOURCE_MONTH)} = '{Month.parse(month)}'"
+
+
+def month_probe_sql(client: Any, table: str, month: str) -> str:
+    """Whether the qualified `table` holds any row of `month`: one row, one boolean (an index or zone-map probe)."""
+    return f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {month_filter(client, month)})"
 
 
 def month_index_name(table: str, column: str) -> str:

@@ -22,12 +22,12 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
 
+from taxi_pipeline.destinations import month_probe_sql
 from taxi_pipeline.errors import LoadError
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
-from taxi_pipeline.months import Month
 from taxi_pipeline.records import job_record, record_statements
-from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
+from taxi_pipeline.schemas import table_schema
 
 
 class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
@@ -82,9 +82,7 @@ class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
     @staticmethod
     def _has_rows_of(client: Any, table: str, month: str) -> bool:
         """Whether the table holds rows of `month`, in the insert's transaction, before it (zone maps prune it)."""
-        column = client.escape_column_name(SOURCE_MONTH)
-        rows = client.execute_sql(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = '{Month.parse(month)}')")
-        return bool(rows[0][0])
+        return bool(client.execute_sql(month_probe_sql(client, table, month))[0][0])
 
 
 def _kept(schema: pa.Schema) -> list[int]:

@@ -20,8 +20,11 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+from taxi_pipeline.errors import one_line
+from taxi_pipeline.progress import current_collector
 from taxi_pipeline.settings import ROWS_PER_ITEM
 from taxi_pipeline.streams import coalesce
 
@@ -136,16 +139,10 @@ class ManifestJob:
 
     def __init__(self, file_path: str) -> None:
         super().__init__(file_path)  # type: ignore[call-arg]
-        from taxi_pipeline.progress import current_collector
-
         self._collector = current_collector()
 
     def run(self) -> None:
         """Load the manifest's file; leave the rows stored, or the error, for the run (`take_copied`)."""
-        from dlt.common.destination.exceptions import DestinationTerminalException
-
-        from taxi_pipeline.errors import one_line
-
         try:
             manifest = read_manifest(self._file_path)
         except (OSError, ValueError) as exc:

@@ -255,7 +255,7 @@ def _run_locked(
             return None
         zones_pending = False
         lock.check()
-        return _fetch_zones(pipeline, client, root, fmt, report)
+        return _fetch_zones(pipeline, client, root, zones_load_file(load_file), report)
 
     def load_zones() -> None:
         """The zone lookup in a run of its own, when no month's run took it."""
@@ -390,9 +390,11 @@ class ZoneFile:
 
 
 def _fetch_zones(
-    pipeline: dlt.Pipeline, client: Any, root: str, fmt: str, report: Callable[[MonthResult], None]
+    pipeline: dlt.Pipeline, client: Any, root: str, load_file: Optional[str], report: Callable[[MonthResult], None]
 ) -> Optional[ZoneFile]:
     """The zone lookup fetched for loading when it is new or changed; None (reported) when unchanged or failed.
+
+    `load_file`: the zone lookup's load file, if any, written with it (see `source.zones_load_file`).
 
     A zone file that cannot be had or read fails here, as the zone lookup's own result, before any month's run
     takes it in. No zone lookup at the root at all is a wrong base URL (ConfigError).
@@ -412,7 +414,6 @@ def _fetch_zones(
     if action == SKIP:
         report(MonthResult(ZONES.table, None, SKIPPED, entry.get("rows") if entry else None))
         return None
-    load_file = zones_load_file(import_file_format(pipeline))
     folder = make_scratch_folder()
     started = time.monotonic()
     try:
@@ -458,8 +459,9 @@ def _load(
 
     `after_extract` is called once the file is in the load package, before it is loaded. `deferred`: the month's
     file, loaded through a manifest load file whose job counts the rows (Postgres and DuckDB, see `binary_copy`
-    and `duckdb_insert`); the month is then recorded in state here, once it has reconciled. `appended`: the
-    month had no rows before.
+    and `duckdb_insert`) and records an appended month in its own transaction. A month its job did not record
+    (a replacement, Snowflake) is recorded here once it has reconciled (`records`). `appended`: the month had no
+    rows before.
 
     The month's rows are counted in the destination, except for a month appended by binary COPY: its job
     counted the month's rows in the table inside its own transaction and committed only if they were the
