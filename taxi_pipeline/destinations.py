@@ -15,7 +15,7 @@ from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
 from taxi_pipeline.months import Month
 from taxi_pipeline.schemas import SOURCE_MONTH
-from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST
+from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST, duckdb_memory_limit
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
@@ -60,12 +60,14 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
         """The client, its connections opened with our load settings (`DUCKDB_LOAD_SETTINGS`) where needed.
 
         A setting in the credentials' `global_config` wins. Without them DuckDB keeps the blocks it writes cached
-        up to 80 % of RAM, so a run's memory would grow with the month, and it inserts a month in file order, on
-        one thread for the final write.
+        up to 80 % of RAM, so a run's memory would grow with the month (`settings.duckdb_memory_limit`), and it
+        inserts a month in file order, on one thread for the final write.
         """
         super().__init__(*args, **kwargs)
         configured = getattr(self.credentials, "global_config", None) or {}
-        ours = {k: v for k, v in DUCKDB_LOAD_SETTINGS.items() if k not in configured}
+        threads = int(configured.get("threads") or os.cpu_count() or 1)  # DuckDB's default: one per core
+        defaults = {**DUCKDB_LOAD_SETTINGS, "memory_limit": duckdb_memory_limit(threads)}
+        ours = {k: v for k, v in defaults.items() if k not in configured}
         self._global_config = {**ours, **self._global_config}
 
     def open_connection(self) -> Any:

@@ -464,7 +464,8 @@ def test_new_months_are_appended_and_only_replacements_use_staging(mirror, cli, 
 
 def test_duckdb_loads_bounded_and_unordered_unless_configured(workdir, monkeypatch):
     """DuckDB would cache a whole month's blocks (up to 80 % of RAM) and insert it in file order on one thread;
-    loads run under a memory_limit without insertion order, each setting overridable in global_config."""
+    loads run under a memory_limit (16 MB per thread, at least 128 MB) without insertion order, each setting
+    overridable in global_config."""
     from taxi_pipeline.pipeline import make_pipeline
 
     def settings() -> tuple:
@@ -472,7 +473,12 @@ def test_duckdb_loads_bounded_and_unordered_unless_configured(workdir, monkeypat
             sql = "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')"
             return tuple(client.execute_sql(sql)[0])
 
-    assert settings() == ("366.2 MiB", False)  # 384MB
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert settings() == ("122.0 MiB", False)  # 128MB: the least, whatever the threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 24)
+    assert settings() == ("366.2 MiB", False)  # 24 threads (one per core, DuckDB's default) × 16MB = 384MB
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"threads": 12}')
+    assert settings() == ("183.1 MiB", False)  # 12 × 16MB
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "1GB"}')
     assert settings() == ("953.6 MiB", False)
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"preserve_insertion_order": true}')
