@@ -1,25 +1,36 @@
-"""One run at a time, so two runs (a backfill next to a scheduled slot) never interleave.
+"""Exclusion between runs: by month on Postgres, by database file on DuckDB.
 
-Two locks, taken in this order and held for the whole run:
+A run holds two kinds of locks:
 
-1. the local dlt working folder (`<pipelines_dir>/taxi_pipeline_<dest>`): an exclusive `flock`, so two runs on
-   one machine never rewrite each other's packages or state files, whatever database they target;
-2. the destination: DuckDB, an exclusive `flock` keyed on the database file's real path (DuckDB admits one
-   writing process per file anyway); Postgres, a session advisory lock keyed on the dataset.
+1. **its local dlt working folder** (`<pipelines_dir>/taxi_pipeline_<dest>-…`): an exclusive `flock`, so two runs
+   never rewrite each other's packages or state files. Where runs may load side by side (Postgres), a run that
+   finds the folder busy takes the first free sibling (`…~1`, `…~2`, …) instead of waiting; dlt state is
+   restored there from the destination, and months are known from their records (`records`), not the folder.
+2. **the destination**:
+   - Postgres: session advisory locks on the run's own connection, by month. A month is loaded under the lock of
+     `(table, month)`; a run that meets a month another run is loading waits for it, then looks at its record
+     again (`RunLock.shared`) and skips it if it is now loaded. A replacement also holds its table's staging lock
+     (dlt's merge goes through one staging table per table); the zone lookup is loaded by one run at a time,
+     and a run that finds it taken leaves it to that run. Schema changes (a new table, a new column) are made
+     under a dataset lock by the job client (`binary_copy.BinaryCopyClient`).
+   - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
+     writing process per file, so runs on one DuckDB file take turns.
+   - Snowflake: none yet.
 
-Both kinds are released by the OS or the server when the process dies. A run that finds a lock taken says so
-once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres lock lives on an idle connection; if that
-connection drops (idle timeout, server restart) the lock is gone, so `check()` before each month stops the run
-instead of letting a second run in unnoticed.
+Every lock is released by the OS or the server when its process dies. A run that finds a lock taken says so
+once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres locks live on an idle connection; if it
+drops (idle timeout, server restart) they are gone, so `check()` before each month stops the run instead of
+letting a second run in unnoticed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import time
-from typing import Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterator, Optional
 
 import dlt
 
@@ -28,49 +39,174 @@ from taxi_pipeline.errors import LoadError, one_line
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
 _POLL_SECONDS = 0.5
+SCHEMA_LOCK = "schema"
+"""The Postgres advisory lock (with the dataset) under which schema changes are made (`binary_copy`)."""
+MAX_FOLDERS = 64
+"""Working folders one destination dataset may have on one machine: runs beyond that wait for one."""
 
 
 class RunLock:
-    """The held locks of a run; `check()` raises LoadError when the destination lock was lost."""
+    """The locks of a run. This base holds the destination for the whole run (DuckDB) or nothing (Snowflake).
 
-    def __init__(self, check: Callable[[], None] = lambda: None) -> None:
-        self._check = check
+    `shared`: other runs may load into the dataset meanwhile, so a month planned as new is looked at again once
+    its lock is held (`month`).
+    """
+
+    shared = False
 
     def check(self) -> None:
-        """Fail if the destination lock is no longer held."""
-        self._check()
+        """Fail if the destination locks are no longer held."""
+
+    @contextlib.contextmanager
+    def month(self, table: str, month: str) -> Iterator[None]:
+        """Hold `table`'s `month` for the block, waiting for another run that holds it."""
+        yield
+
+    @contextlib.contextmanager
+    def staging(self, table: str) -> Iterator[None]:
+        """Hold `table`'s staging table (a replacement) for the block, waiting for another run that holds it."""
+        yield
+
+    def busy(self, table: str, month: str) -> bool:
+        """Whether another run holds `table`'s `month` now (it is loading it: no use fetching it ahead)."""
+        return False
+
+    def try_take(self, table: str) -> bool:
+        """Take `table` (the zone lookup) if no other run holds it; `release` gives it back."""
+        return True
+
+    def release(self, table: str) -> None:
+        """Give back what `try_take` took."""
+
+
+class _PostgresLock(RunLock):
+    """Advisory locks on one connection of the run's own, keyed on `(dataset, what)`."""
+
+    shared = True
+
+    def __init__(self, client: Any, dataset: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
+        self._client, self._dataset, self._timeout, self._on_wait = client, dataset, timeout, on_wait
+
+    def check(self) -> None:
+        try:
+            self._client.execute_sql("SELECT 1")
+        except Exception as exc:
+            raise LoadError(f"lost the run lock (the lock connection to postgres dropped): {one_line(exc)}") from exc
+
+    def _try(self, key: str) -> bool:
+        sql = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
+        return bool(self._client.execute_sql(sql, self._dataset, key)[0][0])
+
+    def _release(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # a dropped connection has released it already
+            self._client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", self._dataset, key)
+
+    @contextlib.contextmanager
+    def _held(self, key: str, what: str) -> Iterator[None]:
+        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, "loading")
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    def month(self, table: str, month: str) -> contextlib.AbstractContextManager[None]:
+        return self._held(f"{table}:{month}", f"{table} {month}")
+
+    def staging(self, table: str) -> contextlib.AbstractContextManager[None]:
+        return self._held(f"{table}:staging", f"the staging table of {table} (replacing a month)")
+
+    def busy(self, table: str, month: str) -> bool:
+        if not self._try(f"{table}:{month}"):
+            return True
+        self._release(f"{table}:{month}")
+        return False
+
+    def try_take(self, table: str) -> bool:
+        return self._try(table)
+
+    def release(self, table: str) -> None:
+        self._release(table)
+
+
+@contextlib.contextmanager
+def working_folder(
+    pipelines_dir: str,
+    name: str,
+    shared: bool,
+    on_wait: Optional[Callable[[str], None]] = None,
+    timeout: Optional[float] = None,
+) -> Iterator[str]:
+    """Hold a local dlt working folder for the block and yield its path.
+
+    That is `pipelines_dir`, or, where runs may load side by side (`shared`) and it is busy, the first free
+    sibling `pipelines_dir~N`; when all are busy, the run waits for `pipelines_dir`.
+    """
+    timeout = _timeout(timeout)
+    siblings = [f"{pipelines_dir}~{n}" for n in range(1, MAX_FOLDERS)] if shared else []
+    for folder in [pipelines_dir, *siblings]:
+        handle = _open_lock_file(os.path.join(folder, f".{name}.lock"))
+        if _try_flock(handle):
+            break
+        handle.close()
+    else:  # every folder busy: wait for the first
+        folder = pipelines_dir
+        handle = _open_lock_file(os.path.join(folder, f".{name}.lock"))
+        _wait(functools.partial(_try_flock, handle), f"the local dlt folder of {name}", timeout, on_wait)
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 @contextlib.contextmanager
 def run_lock(
     pipeline: dlt.Pipeline, on_wait: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None
 ) -> Iterator[RunLock]:
-    """Hold the local-folder lock and the destination lock for the block; LoadError after `timeout` s of waiting."""
+    """Hold the destination's lock for the run (DuckDB), or open the connection of its month locks (Postgres).
+
+    LoadError after `timeout` s of waiting.
+    """
+    timeout = _timeout(timeout)
+    kind = destination_kind(pipeline)
+    if kind == "postgres":
+        with _postgres_lock(pipeline, timeout, on_wait) as lock:
+            yield lock
+    elif kind == "duckdb":
+        database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+        path = os.path.realpath(database)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise destination_error(pipeline, FileNotFoundError(f"no folder for the DuckDB file {database}"))
+        handle = _open_lock_file(f"{path}.lock")
+        with handle:
+            _wait(lambda: _try_flock(handle), f"the DuckDB file {database}", timeout, on_wait)
+            try:
+                yield RunLock()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield RunLock()
+
+
+def _timeout(timeout: Optional[float]) -> float:
     if timeout is None:
         timeout = float(dlt.config.get("taxi_pipeline.lock_timeout") or DEFAULT_LOCK_TIMEOUT)
-    folder_lock = os.path.join(pipeline.pipelines_dir, f".{pipeline.pipeline_name}.lock")
-    with _file_lock(folder_lock, f"the local dlt folder of {pipeline.pipeline_name}", timeout, on_wait):
-        kind = destination_kind(pipeline)
-        if kind == "postgres":
-            with _postgres_lock(pipeline, timeout, on_wait) as lock:
-                yield lock
-        elif kind == "duckdb":
-            database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-            path = os.path.realpath(database)
-            if not os.path.isdir(os.path.dirname(path)):
-                raise destination_error(pipeline, FileNotFoundError(f"no folder for the DuckDB file {database}"))
-            with _file_lock(f"{path}.lock", f"the DuckDB file {database}", timeout, on_wait):
-                yield RunLock()
-        else:
-            yield RunLock()
+    return timeout
 
 
-def _wait(try_lock: Callable[[], bool], what: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
+def _wait(
+    try_lock: Callable[[], bool],
+    what: str,
+    timeout: float,
+    on_wait: Optional[Callable[[str], None]],
+    doing: str = "using",
+) -> None:
     deadline = time.monotonic() + timeout
     told = False
     while not try_lock():
         if not told and on_wait:
-            on_wait(f"another taxi_pipeline run is using {what}; waiting for it (up to {timeout:.0f} s)")
+            on_wait(f"another taxi_pipeline run is {doing} {what}; waiting for it (up to {timeout:.0f} s)")
             told = True
         if time.monotonic() >= deadline:
             raise LoadError(f"another taxi_pipeline run kept {what} busy for {timeout:.0f} s; try again later")
@@ -81,49 +217,26 @@ def _wait(try_lock: Callable[[], bool], what: str, timeout: float, on_wait: Opti
 def _postgres_lock(
     pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]
 ) -> Iterator[RunLock]:
-    key = f"taxi_pipeline:{pipeline.dataset_name}"
     try:
         client = pipeline.sql_client()
         client.open_connection()
     except Exception as exc:  # first contact with the server: credentials, host, database
         raise destination_error(pipeline, exc) from exc
     try:
-
-        def try_lock() -> bool:
-            return bool(client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)[0][0])
-
-        _wait(try_lock, f"postgres dataset {pipeline.dataset_name}", timeout, on_wait)
-
-        def check() -> None:
-            try:
-                client.execute_sql("SELECT 1")
-            except Exception as exc:
-                raise LoadError(
-                    f"lost the run lock (the lock connection to postgres dropped): {one_line(exc)}"
-                ) from exc
-
-        yield RunLock(check)
-        with contextlib.suppress(Exception):  # a dropped connection has released the lock already
-            client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
+        yield _PostgresLock(client, pipeline.dataset_name, timeout, on_wait)
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # closing the session releases whatever it still holds
             client.close_connection()
 
 
-@contextlib.contextmanager
-def _file_lock(path: str, what: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[None]:
+def _open_lock_file(path: str) -> IO[str]:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a+") as handle:
+    return open(path, "a+")
 
-        def try_lock() -> bool:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                return False
 
-        _wait(try_lock, what, timeout, on_wait)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _try_flock(handle: IO[str]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

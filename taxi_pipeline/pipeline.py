@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import dlt
 from dlt.common import logger
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import NULL_COLLECTOR, Collector
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from taxi_pipeline.destinations import (
@@ -54,10 +52,10 @@ from taxi_pipeline.helpers import (
     walk_notice,
 )
 from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
-from taxi_pipeline.locks import RunLock, run_lock
+from taxi_pipeline.locks import RunLock, run_lock, working_folder
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
-from taxi_pipeline.records import forget_record, month_records, write_record
+from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record, zones_record
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -71,12 +69,16 @@ from taxi_pipeline.settings import (
 )
 from taxi_pipeline.source import taxi_source, zones_load_file
 from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
+from taxi_pipeline.table_months import TableMonths, count_rows, month_counts, months_present
 from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt, zones_changed
 
 LOADED = "loaded"
 REPLACED = "replaced"
 SKIPPED = "skipped"
 FAILED = "failed"
+LOADED_BY_ANOTHER_RUN = "loaded by another run meanwhile"
+_ZONES_PENDING: Any = object()
+"""The zone lookup rode along with a month that did not land: the next month's run takes it."""
 _OUTCOME = {LOAD: LOADED, REPLACE: REPLACED, SKIP: SKIPPED, NOT_PUBLISHED: NOT_PUBLISHED, NOT_AVAILABLE: NOT_AVAILABLE}
 
 
@@ -131,19 +133,23 @@ def setting(key: str, default: Any) -> Any:
 
 
 def make_pipeline(
-    destination: str = "duckdb", dataset_name: Optional[str] = None, progress: Optional[Collector] = None
+    destination: str = "duckdb",
+    dataset_name: Optional[str] = None,
+    progress: Optional[Collector] = None,
+    folder: Optional[str] = None,
 ) -> dlt.Pipeline:
     """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default).
 
     The name stays the same for every database (state in the destination is found by it), but each destination
     location and dataset gets its own local working folder: dlt's local schema and state assume one destination,
-    so a dev and a prod database must not share one. `progress`: a dlt collector (see `taxi_pipeline.progress`).
+    so a dev and a prod database must not share one. `progress`: a dlt collector (see `taxi_pipeline.progress`);
+    `folder`: another working folder for the same destination and dataset (`locks.working_folder`).
     """
     dest = make_destination(destination)
     name = f"{PIPELINE_NAME_PREFIX}_{destination}"
     dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
     key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
-    pipelines_dir = os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
+    pipelines_dir = folder or os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
     if dlt.config.get("data_writer.disable_compression") is None:
         # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md).
         # Scoped to this pipeline's config section, so other dlt pipelines in the process are not affected.
@@ -254,8 +260,13 @@ def _run_locked(
         if not zones_pending:
             return None
         zones_pending = False
+        if not lock.try_take(ZONES.table):
+            return None  # another run is loading it
         lock.check()
-        return _fetch_zones(pipeline, client, root, zones_load_file(load_file), report)
+        zones = _fetch_zones(pipeline, client, root, zones_load_file(load_file), report)
+        if zones is None:
+            lock.release(ZONES.table)
+        return zones
 
     def load_zones() -> None:
         """The zone lookup in a run of its own, when no month's run took it."""
@@ -266,6 +277,7 @@ def _run_locked(
                     [], file_format=fmt, base_url=root, force=True, load_files=load_file, zones_file=zones.file
                 )
                 report(_load(pipeline, source.with_resources(ZONES.table), ZONES.table, None, zones.outcome))
+            lock.release(ZONES.table)
 
     for taxi in taxis:
         schema = trip_schema(taxi)
@@ -280,47 +292,21 @@ def _run_locked(
                     error = ConfigError(detail) if plan.action == MISSING else None  # a wrong root or format: exit 2
                     report(MonthResult(schema.table, plan.month, FAILED, detail=detail, error=error))
                 elif plan.action in (LOAD, REPLACE):
-                    current = ahead.take(plan)
-                    # fetched on a thread: the first month while the zone lookup is fetched; on DuckDB and Postgres
-                    # every month, since their load jobs read the file after extract
-                    if current is None and (zones_pending or load_file == MANIFEST):
-                        current = Prefetch(plan, schema, load_file)
-                    with current if current is not None else contextlib.nullcontext():
-                        # the run's first month takes the zone lookup into its own load: one dlt run, not two
-                        zones = take_zones()
-                        with zones if zones is not None else contextlib.nullcontext():
-                            lock.check()
-                            source = taxi_source(
-                                taxi_types=[taxi],
-                                months=[plan.month],
-                                file_format=fmt,
-                                base_url=root,
-                                zones=zones is not None,
-                                force=True,
-                                load_files=load_file,
-                                prefetched=current,
-                                zones_file=zones.file if zones is not None else None,
-                            )
-                            appended = not known.has_rows(plan.month)
-                            if appended:
-                                # nothing of this month in the destination: one COPY/INSERT into the table is already
-                                # atomic, so skip the staging table and delete-insert a replacement needs (half the
-                                # load)
-                                source.resources[schema.table].apply_hints(write_disposition="append")
-                            outcome = _OUTCOME[plan.action]
-                            after_extract = functools.partial(ahead.start, following)
-                            deferred = current if load_file == MANIFEST else None
-                            loaded_month = _load(
-                                pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
-                            )
-                        if zones is not None:
-                            zones_result = _zones_result(pipeline, zones, loaded_month.seconds)
-                            # not loaded with the month: the next month's run takes it, or a run of its own
-                            if zones_result is None:
-                                zones_pending = True
-                            else:
-                                report(zones_result)
-                        report(loaded_month)
+                    with lock.month(schema.table, plan.month):
+                        # another run may have loaded the month since it was planned: it is looked at again
+                        entry = _loaded_meanwhile(pipeline, lock, schema.table, plan)
+                        if entry is not None:
+                            rows = _rows({plan.month: entry}, plan.month)
+                            report(MonthResult(schema.table, plan.month, SKIPPED, rows, detail=LOADED_BY_ANOTHER_RUN))
+                            continue
+                        loaded_month, zones_result = _load_month(
+                            pipeline, lock, plan, following, ahead, known, take_zones, zones_pending, (taxi, fmt, root)
+                        )
+                    if zones_result is _ZONES_PENDING:  # not loaded with the month: the next month's run takes it
+                        zones_pending = True
+                    elif zones_result is not None:
+                        report(zones_result)
+                    report(loaded_month)
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
@@ -329,6 +315,86 @@ def _run_locked(
             on_notice(notice)
     load_zones()  # a run with no month to load still keeps the zone lookup current
     return result
+
+
+def _load_month(
+    pipeline: dlt.Pipeline,
+    lock: RunLock,
+    plan: MonthPlan,
+    following: Optional[MonthPlan],
+    ahead: Prefetcher,
+    known: TableMonths,
+    take_zones: Callable[[], Optional[ZoneFile]],
+    zones_pending: bool,
+    where: Tuple[str, str, str],
+) -> Tuple[MonthResult, Any]:
+    """Fetch (unless fetched ahead) and load one planned month, with the zone lookup if the run still has to.
+
+    Returns the month's result and the zone lookup's: None when it did not ride along, `_ZONES_PENDING` when it
+    did but did not land (the next month's run takes it). `following` is fetched once this month is extracted,
+    unless another run has loaded it meanwhile. `where`: the taxi type, the file format and the root URL.
+    """
+    taxi, fmt, root = where
+    schema, load_file = ahead.schema, ahead.load_file
+    current = ahead.take(plan)
+    # fetched on a thread: the first month while the zone lookup is fetched; on DuckDB and Postgres every month,
+    # since their load jobs read the file after extract
+    if current is None and (zones_pending or load_file == MANIFEST):
+        current = Prefetch(plan, schema, load_file)
+    zones_result: Any = None
+    with current if current is not None else contextlib.nullcontext():
+        # the run's first month takes the zone lookup into its own load: one dlt run, not two
+        zones = take_zones()
+        with zones if zones is not None else contextlib.nullcontext():
+            lock.check()
+            source = taxi_source(
+                taxi_types=[taxi],
+                months=[plan.month],
+                file_format=fmt,
+                base_url=root,
+                zones=zones is not None,
+                force=True,
+                load_files=load_file,
+                prefetched=current,
+                zones_file=zones.file if zones is not None else None,
+            )
+            appended = not known.has_rows(plan.month)
+            if appended:
+                # nothing of this month in the destination: one COPY/INSERT into the table is already atomic, so
+                # skip the staging table and delete-insert a replacement needs (half the load)
+                source.resources[schema.table].apply_hints(write_disposition="append")
+
+            def after_extract() -> None:
+                # not a month another run is loading, or has loaded since the plan
+                if following is None or lock.busy(schema.table, following.month):
+                    return
+                if _loaded_meanwhile(pipeline, lock, schema.table, following) is None:
+                    ahead.start(following)
+
+            deferred = current if load_file == MANIFEST else None
+            # dlt's merge goes through one staging table per table: one replacement of a table at a time
+            with contextlib.nullcontext() if appended else lock.staging(schema.table):
+                loaded_month = _load(
+                    pipeline, source, schema.table, plan.month, _OUTCOME[plan.action], after_extract, deferred, appended
+                )
+        if zones is not None:
+            zones_result = _zones_result(pipeline, zones, loaded_month.seconds) or _ZONES_PENDING
+            lock.release(ZONES.table)
+    return loaded_month, zones_result
+
+
+def _loaded_meanwhile(pipeline: dlt.Pipeline, lock: RunLock, table: str, plan: MonthPlan) -> Optional[Dict[str, Any]]:
+    """The record of a planned month that another run has loaded since, file unchanged (None: still to load).
+
+    Only where runs load side by side (`RunLock.shared`); elsewhere the plan stands.
+    """
+    if not lock.shared or plan.fingerprint is None:
+        return None
+    entry = month_records(pipeline, table).get(plan.month)
+    if entry is None or decide(plan.fingerprint, entry) != SKIP:
+        return None
+    # a record whose rows are gone (deleted by hand) was planned as a load, as `TableMonths` does: it stays one
+    return dict(entry) if months_present(pipeline, table, [plan.month]) else None
 
 
 def _recorded(plans: Iterable[MonthPlan], into: List[MonthPlan]) -> Iterator[MonthPlan]:
@@ -407,8 +473,8 @@ def _fetch_zones(
         return None
     if remote is None:
         raise ConfigError(f"no taxi zone lookup at {url}: check --base-url / sources.taxi.base_url")
-    entry = source_state(pipeline).get(ZONES_KEY)
-    if entry and _count(pipeline, ZONES.table) != entry.get("rows"):
+    entry = zones_record(pipeline)
+    if entry and count_rows(pipeline, ZONES.table) != entry.get("rows"):
         entry = None
     action = decide(remote, entry)
     if action == SKIP:
@@ -437,11 +503,15 @@ def _zones_result(pipeline: dlt.Pipeline, zones: ZoneFile, seconds: float) -> Op
     entry = source_state(pipeline).get(ZONES_KEY)
     if not entry or not zones.file.fingerprint.same_as(Fingerprint.from_state(entry)):
         return None
-    rows, actual = entry.get("rows"), _count(pipeline, ZONES.table)
+    rows, actual = entry.get("rows"), count_rows(pipeline, ZONES.table)
     if actual != rows:
         label = file_label(ZONES.table, None)
         detail = f"{label}: destination has {actual} rows but the file has {rows}; it will be reloaded next run"
         return MonthResult(ZONES.table, None, FAILED, rows, seconds, detail)
+    try:
+        write_record(pipeline, ZONES.table, ZONES_RECORD, entry)
+    except Exception as exc:  # loaded all the same: the next run finds no record and loads it again
+        logger.warning(f"{ZONES.table} loaded but not recorded: {one_line(exc)}")
     return MonthResult(ZONES.table, None, zones.outcome, rows, seconds)
 
 
@@ -505,16 +575,16 @@ def _load(
         counted = copied.rows if appended and copied is not None and not counting_is_cheap(pipeline) else None
         actual = _month_rows_after_load(pipeline, table, month, counted)
     else:
-        actual = _count(pipeline, table)
+        actual = count_rows(pipeline, table)
     recorded = copied is not None and copied.recorded  # by the load job, in the month's own transaction
     if rows is None or actual != rows:
         if month and recorded:
             forget_record(pipeline, table, month)  # so that the next run loads the month again
         detail = f"{label}: destination has {actual} rows but the file has {rows}; the month will be reloaded next run"
         return MonthResult(table, month, FAILED, rows, time.monotonic() - started, detail)
-    if month and entry is not None and not recorded:
+    if entry is not None and not recorded:
         try:
-            write_record(pipeline, table, month, entry)
+            write_record(pipeline, table, month or ZONES_RECORD, entry)
         except Exception as exc:
             interrupt = find_cause(exc, KeyboardInterrupt)
             if interrupt is not None:
@@ -526,7 +596,7 @@ def _load(
 
 def _month_rows_after_load(pipeline: dlt.Pipeline, table: str, month: str, counted: Optional[int]) -> int:
     """A loaded month's rows in the destination: `counted` where its load job counted them, else counted here."""
-    return counted if counted is not None else _count(pipeline, table, month)
+    return counted if counted is not None else count_rows(pipeline, table, month)
 
 
 def _copied(deferred: Prefetch) -> Any:
@@ -550,100 +620,17 @@ def _opened(
     is configuration to fix (exit 2), naming the credentials setting.
     """
     pipeline = make_pipeline(destination, progress=progress)
-    with run_lock(pipeline, on_wait=on_notice) as lock:
-        check_destination(pipeline)
-        try:
-            pipeline.sync_destination()
-        except Exception as exc:
-            raise destination_error(pipeline, exc) from exc
-        yield pipeline, lock
-
-
-class TableMonths:
-    """A trip table's months in the destination as a run plans with them.
-
-    `loaded`: the state entries it trusts (month → entry); `has_rows(month)`: whether a month has any rows.
-
-    Where counting is cheap (DuckDB, Snowflake: columnar) the requested months are counted and an entry is
-    trusted only where the count agrees with it, so rows lost in the destination are loaded again. On Postgres
-    a count reads every row of the month (about 10 s for a 7.7M-row month from a cold cache, on every run), so
-    an entry is trusted where its month has rows at all (a BRIN index probe): a month that was deleted or never
-    landed is loaded again, a month partly deleted by hand is not noticed (`status` shows both counts). Loads
-    stay exact either way: each is counted against its file right after it lands.
-    """
-
-    def __init__(self, pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]]) -> None:
-        self.pipeline, self.table = pipeline, table
-        entries = month_records(pipeline, table)
-        self._counts: Optional[Dict[str, int]] = None
-        if counting_is_cheap(pipeline):
-            self._counts = month_counts(pipeline, table, months)
-            self.loaded = {m: e for m, e in entries.items() if self._counts.get(m, 0) == e.get("rows")}
-        else:
-            asked = [m for m in entries if months is None or m in months]
-            present = months_present(pipeline, table, asked)
-            self.loaded = {m: entries[m] for m in asked if m in present}
-
-    def has_rows(self, month: str) -> bool:
-        """Whether the destination holds any row of `month` (a new month is appended, not merged)."""
-        if self._counts is not None:
-            return bool(self._counts.get(month))
-        return month in self.loaded or bool(months_present(self.pipeline, self.table, [month]))
-
-
-def months_present(pipeline: dlt.Pipeline, table: str, months: Sequence[str]) -> Set[str]:
-    """Which of `months` have at least one row in a raw trip table (none when there is no table yet).
-
-    Each month is one index probe on Postgres (the BRIN index on `source_month`; sequential scans are ruled out
-    for the query, as they would read the whole table to prove a month absent).
-    """
-    if not months:
-        return set()
-    try:
-        with pipeline.sql_client() as client:
-            col = client.escape_column_name(SOURCE_MONTH)
-            sql = (
-                f"SELECT m FROM unnest(%s::text[]) AS m WHERE EXISTS "
-                f"(SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE {col} = m)"
-            )
-            with client.begin_transaction():
-                if destination_kind(pipeline) == "postgres":
-                    client.execute_sql("SET LOCAL enable_seqscan = off")
-                rows = client.execute_sql(sql, list(months))
-    except DatabaseUndefinedRelation:
-        return set()
-    return {str(m) for (m,) in rows or []}
-
-
-def month_counts(pipeline: dlt.Pipeline, table: str, months: Optional[Sequence[str]] = None) -> Dict[str, int]:
-    """Rows per `source_month` in a raw trip table, for `months` only when given ({} when no table yet).
-
-    Naming the months keeps a rerun of one month from counting every month ever loaded.
-    """
-    if months is not None and not months:
-        return {}
-    try:
-        with pipeline.sql_client() as client:
-            col = client.escape_column_name(SOURCE_MONTH)
-            sql = f"SELECT {col}, COUNT(*) FROM {client.make_qualified_table_name(table)}"
-            if months is not None:
-                sql += f" WHERE {col} IN ({', '.join(['%s'] * len(months))})"
-            rows = client.execute_sql(f"{sql} GROUP BY {col}", *(months or []))
-    except DatabaseUndefinedRelation:
-        return {}
-    return {str(m): int(n) for m, n in rows or []}
-
-
-def _count(pipeline: dlt.Pipeline, table: str, month: Optional[str] = None) -> int:
-    try:
-        with pipeline.sql_client() as client:
-            sql = f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}"
-            if month is None:
-                return int(client.execute_sql(sql)[0][0])
-            sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
-            return int(client.execute_sql(sql, month)[0][0])
-    except DatabaseUndefinedRelation:
-        return 0
+    shared = destination_kind(pipeline) == "postgres"  # runs load side by side, month by month (`locks`)
+    with working_folder(pipeline.pipelines_dir, pipeline.pipeline_name, shared, on_notice) as folder:
+        if folder != pipeline.pipelines_dir:
+            pipeline = make_pipeline(destination, progress=progress, folder=folder)
+        with run_lock(pipeline, on_wait=on_notice) as lock:
+            check_destination(pipeline)
+            try:
+                pipeline.sync_destination()
+            except Exception as exc:
+                raise destination_error(pipeline, exc) from exc
+            yield pipeline, lock
 
 
 def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
@@ -706,9 +693,9 @@ def status(destination: str = "duckdb") -> List[LoadedMonth]:
     require_database(destination)
     with _opened(destination) as (pipeline, _):
         out: List[LoadedMonth] = []
-        zones = source_state(pipeline).get(ZONES_KEY)
+        zones = zones_record(pipeline)
         if zones:
-            out.append(_loaded(ZONES.table, None, zones, _count(pipeline, ZONES.table)))
+            out.append(_loaded(ZONES.table, None, zones, count_rows(pipeline, ZONES.table)))
         for schema in TRIP_SCHEMAS.values():
             entries = month_records(pipeline, schema.table)
             counts = month_counts(pipeline, schema.table) if entries else {}

@@ -11,7 +11,8 @@ per month cannot be lost that way. So the records live in `_taxi_months` (in the
   reconciled, in a transaction of their own. Until then the month's rows are there without their record, so the
   next run replaces the month: never a duplicate.
 
-Months loaded before the table existed are still in dlt state: `month_records` reads both, the table winning.
+The zone lookup is recorded the same way, as the month `-` of its table (`zones_record`). Months loaded before the
+table existed are still in dlt state: `month_records` and `zones_record` read both, the table winning.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.helpers import month_record
 from taxi_pipeline.remote import Fingerprint
-from taxi_pipeline.state import month_entries
+from taxi_pipeline.schemas import ZONES
+from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
 
+ZONES_RECORD = "-"
+"""The month the zone lookup's record is kept under (it has no month)."""
 RECORDS_TABLE = "_taxi_months"
 """The month records' table, in the raw dataset."""
 
@@ -50,15 +54,21 @@ def record_statements(client: Any, table: str, month: str, entry: Mapping[str, A
     """
     records = client.make_qualified_table_name(RECORDS_TABLE)
     names = [client.escape_column_name(name) for name, _ in _COLUMNS]
-    columns = ", ".join(f"{name} {type_}" for name, (_, type_) in zip(names, _COLUMNS, strict=True))
     literal = client.capabilities.escape_literal or _quoted
     values = [table, month] + [entry.get(_ENTRY_KEYS.get(name, name)) for name, _ in _COLUMNS[2:]]
     where = f"{names[0]} = {literal(table)} AND {names[1]} = {literal(month)}"
     return [
-        f"CREATE TABLE IF NOT EXISTS {records} ({columns})",
+        records_table_sql(client),
         f"DELETE FROM {records} WHERE {where}",
         f"INSERT INTO {records} ({', '.join(names)}) VALUES ({', '.join(_literal(literal, v) for v in values)})",
     ]
+
+
+def records_table_sql(client: Any) -> str:
+    """`CREATE TABLE IF NOT EXISTS` of the records table in the client's dataset."""
+    names = [client.escape_column_name(name) for name, _ in _COLUMNS]
+    columns = ", ".join(f"{name} {type_}" for name, (_, type_) in zip(names, _COLUMNS, strict=True))
+    return f"CREATE TABLE IF NOT EXISTS {client.make_qualified_table_name(RECORDS_TABLE)} ({columns})"
 
 
 def _quoted(value: str) -> str:
@@ -93,6 +103,11 @@ def month_records(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, 
     entries: Dict[str, Mapping[str, Any]] = dict(month_entries(pipeline, table))
     entries.update(_read(pipeline, table))
     return entries
+
+
+def zones_record(pipeline: dlt.Pipeline) -> Optional[Mapping[str, Any]]:
+    """The zone lookup's record (as kept in dlt state): the table's over dlt state's; None when never loaded."""
+    return _read(pipeline, ZONES.table).get(ZONES_RECORD) or source_state(pipeline).get(ZONES_KEY)
 
 
 def _read(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:

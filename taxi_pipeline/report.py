@@ -17,8 +17,9 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.errors import ConfigError
 from taxi_pipeline.months import Month, month_range
-from taxi_pipeline.pipeline import make_pipeline, month_counts, require_database
+from taxi_pipeline.pipeline import make_pipeline, require_database
 from taxi_pipeline.schemas import TRIP_SCHEMAS
+from taxi_pipeline.table_months import month_counts
 from taxi_pipeline.transform import dbt_schema
 
 MART = "dm_monthly_zone_revenue"

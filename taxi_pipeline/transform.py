@@ -21,9 +21,9 @@ import dlt
 from dlt.common import logger
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
-from taxi_pipeline.records import month_records
+from taxi_pipeline.records import month_records, zones_record
 from taxi_pipeline.schemas import TRIP_SCHEMAS, ZONES
-from taxi_pipeline.state import DBT_BUILT_KEY, ZONES_KEY, source_state, store_state
+from taxi_pipeline.state import DBT_BUILT_KEY, source_state, store_state
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -122,7 +122,7 @@ def zones_changed(pipeline: dlt.Pipeline) -> bool:
     Every month's fact rows carry zone names and depend on which ids are zones, so a new zone lookup (or a
     schema with no build recorded) means a full build.
     """
-    entry = source_state(pipeline).get(ZONES_KEY)
+    entry = zones_record(pipeline)
     built = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(dbt_schema(), {})
     return entry is not None and built.get(ZONES.table) != entry_version(entry)
 
@@ -185,7 +185,7 @@ def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> Non
         versions[table] = {m: entry_version(entries[m]) for m in listed if m in entries}
 
     schema = dbt_schema()
-    zones = source_state(pipeline).get(ZONES_KEY)
+    zones = zones_record(pipeline)
 
     def change(source: Dict[str, Any]) -> None:
         built = source.setdefault(DBT_BUILT_KEY, {}).setdefault(schema, {})

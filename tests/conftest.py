@@ -103,6 +103,23 @@ def mirror(httpserver) -> Iterator[Mirror]:
     m.released.set()  # no delayed answer keeps the server's shutdown waiting
 
 
+@pytest.fixture
+def parallel_mirror() -> Iterator[Mirror]:
+    """A mirror answering requests in parallel: a held download holds only itself (runs side by side)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(threaded=True)
+    server.start()
+    m = Mirror(server)
+    m.zones()
+    try:
+        yield m
+    finally:
+        m.released.set()
+        server.clear()
+        server.stop()
+
+
 @pytest.fixture(autouse=True)
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory and dlt data dir per test, no inherited pipeline config, fast retries."""

@@ -145,9 +145,9 @@ def test_rows_lost_in_destination_are_reloaded(mirror, cli, workdir):
 
 def test_reconciliation_mismatch_fails_naming_month_and_counts(mirror, cli, monkeypatch):
     mirror.trips("green", "2019-01", 20)
-    real_count = pipeline_mod._count
+    real_count = pipeline_mod.count_rows
     monkeypatch.setattr(
-        pipeline_mod, "_count", lambda p, table, month=None: real_count(p, table, month) - (1 if month else 0)
+        pipeline_mod, "count_rows", lambda p, table, month=None: real_count(p, table, month) - (1 if month else 0)
     )
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1, r

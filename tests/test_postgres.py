@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 from tests import tlc_files
 from tests.conftest import messages
@@ -112,24 +116,119 @@ def test_unknown_database_is_a_config_error(mirror, cli, pg, monkeypatch):
     assert r.code == 2 and "no_such_db" in r.err, r
 
 
-def test_concurrent_runs_neither_duplicate_nor_lose_rows(mirror, pg, workdir):
-    """Two workers (own working folders) start the same backfill at once against one database."""
-    for month, n in (("2019-01", 30), ("2019-02", 20), ("2019-03", 10)):
+def spawn_run(workdir, mirror, worker: str, *args: str) -> subprocess.Popen:
+    """The CLI as its own process on worker `worker`'s dlt folder, stderr to a file `watch` can read while it runs."""
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / f"dlt_{worker}")}
+    cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", "postgres", "--base-url", mirror.url, *args]
+    err = open(workdir / f"{worker}-{uuid.uuid4().hex[:6]}.err", "w+")  # noqa: SIM115 - closed by `done`
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    proc.err_file = err  # type: ignore[attr-defined]
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen) -> str:
+    return Path(proc.err_file.name).read_text()  # type: ignore[attr-defined]
+
+
+def done(proc: subprocess.Popen, timeout: float = 180) -> subprocess.CompletedProcess:
+    out, _ = proc.communicate(timeout=timeout)
+    proc.err_file.close()  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, stderr_of(proc))
+
+
+def wait_until(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_runs_on_disjoint_months_load_side_by_side(parallel_mirror, pg, workdir):
+    """Two runs on one machine (one dlt folder) and one dataset, different months: the second loads while the
+    first is still inside its month; a worker with a fresh folder then downloads nothing."""
+    mirror = parallel_mirror
+    for month, n in (("2019-01", 30), ("2019-02", 20), ("2019-03", 10), ("2019-04", 15)):
         mirror.trips("green", month, n)
-    mirror.delay[GREEN_JAN] = 1.0  # keep the first run busy while the second starts
-    args = ["--dest", "postgres", "--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-03"]
-    procs = []
-    for worker in ("a", "b"):
-        env = {**os.environ, "DLT_DATA_DIR": str(workdir / f"dlt_{worker}")}
-        cmd = [sys.executable, "-m", "taxi_pipeline", *args]
-        procs.append(
-            subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
-    outs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20, "2019-03": 10}
-    assert any("waiting" in err for _, err in outs), outs
-    assert mirror.gets("2019-02") == 1, "the second run must find the months loaded, not load them again"
+    mirror.delay[GREEN_JAN] = 120  # the first run holds January until the test lets its download finish
+    first = spawn_run(workdir, mirror, "a", "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
+    second = done(spawn_run(workdir, mirror, "a", "--taxi", "green", "--start", "2019-03", "--end", "2019-04"))
+    assert first.poll() is None, "the first run was to be still inside January"
+    assert second.returncode == 0 and "waiting" not in second.stderr, second
+    assert pg.month_counts("green_tripdata") == {"2019-03": 10, "2019-04": 15}
+    mirror.released.set()
+    assert done(first).returncode == 0
+    assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20, "2019-03": 10, "2019-04": 15}
+    assert pg.query("select count(*) from taxi_raw.taxi_zone_lookup") == [(265,)]  # loaded by one of them, once
+    assert sorted(p.name for p in (workdir / "dlt_a" / "pipelines").iterdir())[-1].endswith("~1")
+    gets = mirror.gets()
+    rerun = done(spawn_run(workdir, mirror, "fresh", "--taxi", "green", "--start", "2019-01", "--end", "2019-04"))
+    assert rerun.returncode == 0 and mirror.gets() == gets, rerun  # known from the month records alone
+
+
+def test_the_same_month_from_two_runs_is_loaded_once(parallel_mirror, pg, workdir):
+    """Two workers start the same backfill: the second waits for the month the first is loading, then finds
+    it loaded and skips it."""
+    mirror = parallel_mirror
+    for month, n in (("2019-01", 30), ("2019-02", 20)):
+        mirror.trips("green", month, n)
+    mirror.delay[GREEN_JAN] = 120
+    backfill = ("--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    first = spawn_run(workdir, mirror, "a", *backfill)
+    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
+    second = spawn_run(workdir, mirror, "b", *backfill)
+    wait_until(lambda: "waiting" in stderr_of(second) or second.poll() is not None, "the second run to wait")
+    assert "green_tripdata 2019-01" in stderr_of(second)
+    mirror.released.set()
+    results = [done(first), done(second)]
+    assert [r.returncode for r in results] == [0, 0], results
+    assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20}
+    assert mirror.gets("2019-01") == 1, "the second run must find January loaded, not fetch it"
+
+
+def test_a_run_killed_beside_another_leaves_its_month_to_it(parallel_mirror, pg, workdir):
+    """`kill -9` of one of two runs on the same months while it holds January: the other one, waiting for
+    January, takes it over; every month is exact and a further run loads nothing."""
+    mirror = parallel_mirror
+    for month, n in (("2019-01", 30), ("2019-02", 20)):
+        mirror.trips("green", month, n)
+    mirror.delay[GREEN_JAN] = 120
+    backfill = ("--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    first = spawn_run(workdir, mirror, "a", *backfill)
+    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
+    del mirror.delay[GREEN_JAN]  # the first run's download stays held; the second's is not
+    second = spawn_run(workdir, mirror, "b", *backfill)
+    wait_until(lambda: "waiting" in stderr_of(second) or second.poll() is not None, "the second run to wait")
+    first.send_signal(signal.SIGKILL)
+    done(first)
+    result = done(second)
+    assert result.returncode == 0, result
+    assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20}
+    gets = mirror.gets()
+    rerun = done(spawn_run(workdir, mirror, "b", *backfill))
+    assert rerun.returncode == 0 and mirror.gets() == gets, rerun
+
+
+def test_schema_changes_are_made_under_the_dataset_lock(mirror, pg, workdir):
+    """Two first loads at once would both create the tables: dlt's schema update waits for the dataset's schema
+    lock (held here by the test, as another run making a change would), so the second finds them made."""
+    import psycopg2
+
+    mirror.trips("green", "2019-01", 12)
+    holder = psycopg2.connect(pg.dsn)
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtext('taxi_raw'), hashtext('schema'))")
+            run = spawn_run(workdir, mirror, "a", "--taxi", "green", "--month", "2019-01")
+            waiting = "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+            wait_until(lambda: pg.query(waiting)[0][0] or run.poll() is not None, "the load to wait for the lock")
+            assert run.poll() is None and pg.query("select to_regclass('taxi_raw.green_tripdata')") == [(None,)]
+            cur.execute("select pg_advisory_unlock(hashtext('taxi_raw'), hashtext('schema'))")
+    finally:
+        holder.close()
+    assert done(run).returncode == 0
+    assert pg.month_counts("green_tripdata") == {"2019-01": 12}
 
 
 def test_lost_lock_connection_stops_the_run(mirror, pg, workdir):

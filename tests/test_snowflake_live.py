@@ -34,7 +34,8 @@ def live_dataset(monkeypatch):
 
 
 def test_snowflake_live_load_rerun_and_replace(mirror, cli, live_dataset):
-    from taxi_pipeline.pipeline import make_pipeline, month_counts
+    from taxi_pipeline.pipeline import make_pipeline
+    from taxi_pipeline.table_months import month_counts
 
     mirror.trips("green", "2019-01", 20)
     mirror.trips("green", "2019-02", 10)
