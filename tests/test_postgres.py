@@ -166,19 +166,33 @@ def test_runs_on_disjoint_months_load_side_by_side(parallel_mirror, pg, workdir)
     assert rerun.returncode == 0 and mirror.gets() == gets, rerun  # known from the month records alone
 
 
+BACKFILL_JAN_FEB = ("--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+
+
+def first_run_inside_january(mirror, workdir) -> subprocess.Popen:
+    """January and February published; a first run started on both, its January download held by the mirror."""
+    for month, n in (("2019-01", 30), ("2019-02", 20)):
+        mirror.trips("green", month, n)
+    mirror.delay[GREEN_JAN] = 120
+    first = spawn_run(workdir, mirror, "a", *BACKFILL_JAN_FEB)
+    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
+    return first
+
+
+def second_run_waiting(mirror, workdir) -> subprocess.Popen:
+    """A second run on the same months, on a worker of its own, once it waits for January."""
+    second = spawn_run(workdir, mirror, "b", *BACKFILL_JAN_FEB)
+    wait_until(lambda: "waiting" in stderr_of(second) or second.poll() is not None, "the second run to wait")
+    assert "green_tripdata 2019-01" in stderr_of(second)
+    return second
+
+
 def test_the_same_month_from_two_runs_is_loaded_once(parallel_mirror, pg, workdir):
     """Two workers start the same backfill: the second waits for the month the first is loading, then finds
     it loaded and skips it."""
     mirror = parallel_mirror
-    for month, n in (("2019-01", 30), ("2019-02", 20)):
-        mirror.trips("green", month, n)
-    mirror.delay[GREEN_JAN] = 120
-    backfill = ("--taxi", "green", "--start", "2019-01", "--end", "2019-02")
-    first = spawn_run(workdir, mirror, "a", *backfill)
-    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
-    second = spawn_run(workdir, mirror, "b", *backfill)
-    wait_until(lambda: "waiting" in stderr_of(second) or second.poll() is not None, "the second run to wait")
-    assert "green_tripdata 2019-01" in stderr_of(second)
+    first = first_run_inside_january(mirror, workdir)
+    second = second_run_waiting(mirror, workdir)
     mirror.released.set()
     results = [done(first), done(second)]
     assert [r.returncode for r in results] == [0, 0], results
@@ -190,22 +204,16 @@ def test_a_run_killed_beside_another_leaves_its_month_to_it(parallel_mirror, pg,
     """`kill -9` of one of two runs on the same months while it holds January: the other one, waiting for
     January, takes it over; every month is exact and a further run loads nothing."""
     mirror = parallel_mirror
-    for month, n in (("2019-01", 30), ("2019-02", 20)):
-        mirror.trips("green", month, n)
-    mirror.delay[GREEN_JAN] = 120
-    backfill = ("--taxi", "green", "--start", "2019-01", "--end", "2019-02")
-    first = spawn_run(workdir, mirror, "a", *backfill)
-    wait_until(lambda: mirror.gets("2019-01") or first.poll() is not None, "the first run to fetch January")
+    first = first_run_inside_january(mirror, workdir)
     del mirror.delay[GREEN_JAN]  # the first run's download stays held; the second's is not
-    second = spawn_run(workdir, mirror, "b", *backfill)
-    wait_until(lambda: "waiting" in stderr_of(second) or second.poll() is not None, "the second run to wait")
+    second = second_run_waiting(mirror, workdir)
     first.send_signal(signal.SIGKILL)
     done(first)
     result = done(second)
     assert result.returncode == 0, result
     assert pg.month_counts("green_tripdata") == {"2019-01": 30, "2019-02": 20}
     gets = mirror.gets()
-    rerun = done(spawn_run(workdir, mirror, "b", *backfill))
+    rerun = done(spawn_run(workdir, mirror, "b", *BACKFILL_JAN_FEB))
     assert rerun.returncode == 0 and mirror.gets() == gets, rerun
 
 
