@@ -4,4 +4,5 @@ import sys
 
 from taxi_pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (`taxi_pipeline.workers`) imports it
+    sys.exit(main())

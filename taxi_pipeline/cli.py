@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", dest="file_format", type=str.lower, choices=FILE_FORMATS, help="csv (default) or parquet"
     )
     parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        help="months loaded at a time, each by a process of its own (Postgres; default 1, config: workers)",
+    )
     parser.add_argument("--dbt", action="store_true", help="run `dbt build` on the destination after the load")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -94,6 +99,12 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
         )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _worker_count(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value!r}")
+    return int(value)
 
 
 def _dest_argument(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +184,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             dbt=args.dbt,
             progress=out.progress(),
             dbt_output=out.dbt_log,
+            workers=args.workers,
         )
         return _finish(out, result, debug)  # inside the try: a signal while printing is still one line
     except TaxiPipelineError as exc:

@@ -77,6 +77,11 @@ REPLACED = "replaced"
 SKIPPED = "skipped"
 FAILED = "failed"
 LOADED_BY_ANOTHER_RUN = "loaded by another run meanwhile"
+ONE_WRITER = {
+    "duckdb": "a DuckDB file takes one writer",
+    "snowflake": "runs on Snowflake do not load side by side yet",
+}
+"""Why a destination loads one month at a time, whatever `workers` says."""
 _ZONES_PENDING: Any = object()
 """The zone lookup rode along with a month that did not land: the next month's run takes it."""
 _OUTCOME = {LOAD: LOADED, REPLACE: REPLACED, SKIP: SKIPPED, NOT_PUBLISHED: NOT_PUBLISHED, NOT_AVAILABLE: NOT_AVAILABLE}
@@ -188,6 +193,7 @@ def run(
     dbt: bool = False,
     progress: Optional[Collector] = None,
     dbt_output: Optional[TextIO] = None,
+    workers: Optional[int] = None,
 ) -> RunResult:
     """Load the zone lookup and the requested trip months into `destination`, each month atomically.
 
@@ -198,7 +204,9 @@ def run(
     load. Runs on one destination dataset are serialized; `on_notice` hears when this one has to wait.
     With `dbt`, `dbt build` runs against the destination after every month loaded (not after a failed load).
     `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`);
-    `dbt_output`: where dbt's log goes (default: stdout).
+    `dbt_output`: where dbt's log goes (default: stdout). `workers` (default `sources.taxi.workers`, 1): months
+    loaded at a time, each by a process of its own (`taxi_pipeline.workers`), where runs can load side by side
+    (Postgres); DuckDB and Snowflake load one month at a time, and say so.
     """
     if dbt:
         require_dbt()  # before anything is loaded: a missing extra is configuration to fix, not a failed load
@@ -209,6 +217,7 @@ def run(
         fmt = (file_format or setting("file_format", CSV)).lower()
         root = resolve_base_url(base_url or setting("base_url", None), fmt)
         overdue_after = _whole_number("overdue_after_months", setting("overdue_after_months", OVERDUE_AFTER_MONTHS))
+        workers = _worker_count(setting("workers", 1) if workers is None else workers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -216,9 +225,36 @@ def run(
         if pipeline.has_pending_data:
             # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
             pipeline.abort_packages()
-        result = _run_locked(
-            pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
-        )
+        if workers > 1 and not lock.shared:
+            if on_notice:
+                why = ONE_WRITER.get(destination, "its runs do not load side by side")
+                on_notice(f"{destination} loads one month at a time (--workers {workers} runs as 1): {why}")
+            workers = 1
+        if workers > 1:
+            from taxi_pipeline.workers import Work, Workers  # only runs that spread their months need it
+
+            work = Work(destination, first, fmt, root, today, overdue_after)
+            with Workers(workers, work, on_result, on_notice, progress) as pool:
+                result = _run_locked(
+                    pipeline,
+                    lock,
+                    taxis,
+                    months,
+                    first,
+                    fmt,
+                    root,
+                    pool.report,
+                    on_notice,
+                    today,
+                    overdue_after,
+                    dispatch=pool.dispatch,
+                )
+                result.results.extend(pool.wait())
+            result.results.sort(key=_result_order(taxis))
+        else:
+            result = _run_locked(
+                pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
+            )
         if dbt:
             # months loaded without dbt, or left by a failed build, are taken as well as this run's
             changed = any(changed_months(pipeline).values()) or zones_changed(pipeline)
@@ -242,7 +278,14 @@ def _run_locked(
     on_notice: Optional[Callable[[str], None]],
     today: Optional[dt.date],
     overdue_after: int,
+    dispatch: Optional[Callable[[str, MonthPlan], None]] = None,
+    zones: bool = True,
 ) -> RunResult:
+    """The run's months in order, with the zone lookup (unless not `zones`); see `run`.
+
+    `dispatch(taxi, plan)`: hands each month to load or replace to a worker instead of loading it here
+    (`taxi_pipeline.workers`); the zone lookup is still loaded here.
+    """
     result = RunResult()
 
     def report(res: MonthResult) -> None:
@@ -252,7 +295,7 @@ def _run_locked(
 
     client = http_client()
     load_file = import_file_format(pipeline)
-    zones_pending = True
+    zones_pending = zones
 
     def take_zones() -> Optional[ZoneFile]:
         """The zone lookup to load, fetched, once per run (None when unchanged, failed or already taken)."""
@@ -291,6 +334,8 @@ def _run_locked(
                     detail = f"{schema.table} {plan.month}: {plan.detail}"
                     error = ConfigError(detail) if plan.action == MISSING else None  # a wrong root or format: exit 2
                     report(MonthResult(schema.table, plan.month, FAILED, detail=detail, error=error))
+                elif plan.action in (LOAD, REPLACE) and dispatch is not None:
+                    dispatch(taxi, plan)
                 elif plan.action in (LOAD, REPLACE):
                     with lock.month(schema.table, plan.month):
                         # another run may have loaded the month since it was planned: it is looked at again
@@ -402,6 +447,26 @@ def _recorded(plans: Iterable[MonthPlan], into: List[MonthPlan]) -> Iterator[Mon
     for plan in plans:
         into.append(plan)
         yield plan
+
+
+def _worker_count(value: Any) -> int:
+    """The `workers` setting: an int ≥ 1 (dlt passes env values as text)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"bad workers {value!r} (--workers, sources.taxi.workers): expected a whole number ≥ 1")
+    return int(text)
+
+
+def _result_order(taxis: Sequence[str]) -> Callable[[MonthResult], Tuple[int, int, Month]]:
+    """Results in the order a run on one worker reports them: the zone lookup, then each taxi type's months."""
+    tables = {trip_schema(taxi).table: i for i, taxi in enumerate(taxis)}
+
+    def key(res: MonthResult) -> Tuple[int, int, Month]:
+        if res.month is None:
+            return (0, 0, Month(0, 1))
+        return (1, tables.get(res.table, len(tables)), Month.parse(res.month))
+
+    return key
 
 
 def _whole_number(key: str, value: Any) -> int:

@@ -219,6 +219,12 @@ class Postgres:
     def month_counts(self, table: str) -> Dict[str, int]:
         return dict(self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1"))
 
+    def month_counts_if_any(self, table: str) -> Dict[str, int]:
+        """`month_counts`, {} while the table does not exist yet."""
+        if not self.query("select to_regclass(%s) is not null", f"taxi_raw.{table}")[0][0]:
+            return {}
+        return self.month_counts(table)
+
 
 @pytest.fixture
 def pg(pg_server, monkeypatch) -> Postgres:

@@ -31,6 +31,7 @@ PLUGIN_TYPES = {  # real Kestra plugin types valid in 1.x and 2.0 (FACTS.md; plu
     "io.kestra.plugin.core.execution.Labels",
     "io.kestra.plugin.scripts.runner.docker.Docker",
 }
+RETRY_TYPES = {"constant", "exponential", "random"}  # a task's `retry.type`
 INPUT_TYPES = {"STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "SELECT", "MULTISELECT", "DATE", "DATETIME", "ENUM"}
 FORBIDDEN_KEYS = {"pluginDefaults", "runIf", "conditions"}  # Kestra 2.0 rejects them / renamed to `when`
 ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
@@ -75,6 +76,8 @@ def _choices(i: dict) -> list:
         return [True, False]
     if i["type"] == "MULTISELECT":
         return [i["defaults"], i["values"]]
+    if i["id"] == "month":  # empty: the slot's month; or one given to a manual run
+        return [i["defaults"], "2019-03"]
     return [i.get("defaults")]
 
 
@@ -106,7 +109,7 @@ def flow_named(name: str) -> dict:
 
 
 def test_there_are_flows():
-    assert {p.name for p in FLOWS} == {"taxi_catchup.yml", "taxi_backfill.yml", "taxi_dbt.yml"}
+    assert {p.name for p in FLOWS} == {"taxi_catchup.yml", "taxi_backfill.yml", "taxi_dbt.yml", "taxi_month.yml"}
 
 
 def test_ids_and_namespace(flow):
@@ -121,6 +124,8 @@ def test_plugin_types_are_real_and_no_forbidden_keys(flow):
         if key == "type":
             if path.startswith(".inputs"):
                 assert value in INPUT_TYPES, f"input type {value} at {path}"
+            elif path.endswith(".retry"):
+                assert value in RETRY_TYPES, f"retry type {value} at {path}"
             else:
                 assert value in PLUGIN_TYPES, f"unknown plugin type {value} at {path}"
 
@@ -209,10 +214,10 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                 assert args.dest == ctx["inputs"]["dest"]
                 if command == "load":
                     assert args.taxi == ",".join(ctx["inputs"]["taxi"])
-                    assert args.month is None and args.start == ctx["inputs"]["start"]
-                    assert args.end == ctx["inputs"].get("end")
+                    assert (args.month, args.start, args.end) == expected_months(ctx)
                     assert args.file_format == ctx["inputs"]["format"]
-                    assert args.dbt == ctx["inputs"]["dbt"]
+                    assert args.dbt == ctx["inputs"].get("dbt", False)
+                    assert args.workers == ctx["inputs"].get("workers")
                     assert args.kestra, "loads under Kestra report their summary as task outputs and metrics"
                 checked += 1
             for key, value in (task.get("env") or {}).items():
@@ -224,6 +229,51 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                 elif key.startswith("DESTINATION__") and dest != "duckdb":
                     assert rendered.startswith("<secret:"), (key, rendered)
     assert checked, "no taxi_pipeline command line found"
+
+
+def expected_months(ctx: dict) -> tuple:
+    """(--month, --start, --end) a flow's load command is to carry in `ctx`: a per-month flow's month is its
+    `month` input, else its slot's month (the execution's for a manual run); the others take start and end."""
+    inputs = ctx["inputs"]
+    if "month" not in inputs:
+        return None, inputs["start"], inputs.get("end")
+    slot = ctx.get("trigger", {}).get("date") or ctx["execution"]["startDate"]
+    return inputs["month"] or slot.strftime("%Y-%m"), None, None
+
+
+def test_the_month_flow_fans_a_backfill_out_one_execution_per_month():
+    """UI backfill slots of its monthly trigger, one per month, run under a concurrency limit above 1; each loads
+    the month of its slot (a year boundary too); a manual run loads the month it is given."""
+    flow = flow_named("taxi_month")
+    assert flow["concurrency"]["limit"] > 1 and flow["concurrency"].get("behavior", "QUEUE") == "QUEUE"
+    (monthly,) = flow["triggers"]
+    assert monthly["type"] == "io.kestra.plugin.core.trigger.Schedule" and monthly.get("timezone") == "UTC"
+    assert not monthly.get("disabled"), "a disabled trigger cannot be backfilled"
+    minute, hour, day, month, weekday = monthly["cron"].split()
+    assert (day, month, weekday) == ("1", "*", "*"), "one slot per month"
+    inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
+    base = {"inputs": inputs, "vars": flow["variables"], "execution": {"startDate": dt.datetime(2026, 12, 2, 9)}}
+    slots = [dt.datetime(2019 + m // 12, m % 12 + 1, 1, 7) for m in range(11, 27)]  # 2019-12 … 2021-03
+    months = []
+    for slot in slots:
+        text, args = load_command(flow, {**base, "trigger": {"date": slot}})
+        labels = render(flow["tasks"][0]["labels"]["month"], {**base, "trigger": {"date": slot}})
+        assert (args.start, args.end, labels) == (None, None, args.month), text
+        months.append(args.month)
+    assert months == [f"{s.year}-{s.month:02d}" for s in slots]
+    _, args = load_command(flow, {**base, "inputs": {**inputs, "month": "2011-02"}})
+    assert args.month == "2011-02"
+    _, args = load_command(flow, base)  # a manual run without a month: the month it runs in (not published)
+    assert args.month == "2026-12"
+    assert args.dest == "postgres" and args.kestra and flow["tasks"][1]["retry"]["maxAttempts"] > 1
+
+
+def test_the_backfill_flow_spreads_its_months_over_worker_processes():
+    flow = flow_named("taxi_backfill")
+    inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
+    assert inputs["workers"] == 1
+    _, args = load_command(flow, {"inputs": {**inputs, "workers": 3}, "vars": flow["variables"]})
+    assert args.workers == 3
 
 
 def test_free_text_inputs_are_validated_before_they_reach_a_shell(flow):

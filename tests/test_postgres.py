@@ -116,10 +116,15 @@ def test_unknown_database_is_a_config_error(mirror, cli, pg, monkeypatch):
     assert r.code == 2 and "no_such_db" in r.err, r
 
 
+def cli_command(mirror) -> list:
+    """The CLI's command line on Postgres and the mirror, without the months."""
+    return [sys.executable, "-m", "taxi_pipeline", "--dest", "postgres", "--base-url", mirror.url]
+
+
 def spawn_run(workdir, mirror, worker: str, *args: str) -> subprocess.Popen:
     """The CLI as its own process on worker `worker`'s dlt folder, stderr to a file `watch` can read while it runs."""
     env = {**os.environ, "DLT_DATA_DIR": str(workdir / f"dlt_{worker}")}
-    cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", "postgres", "--base-url", mirror.url, *args]
+    cmd = [*cli_command(mirror), *args]
     err = open(workdir / f"{worker}-{uuid.uuid4().hex[:6]}.err", "w+")  # noqa: SIM115 - closed by `done`
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     proc.err_file = err  # type: ignore[attr-defined]
