@@ -11,11 +11,13 @@ native      download → gunzip → `COPY … FROM STDIN` (psycopg2), the months
             then the same spread over N processes (N connections) at once
 ours        `python -m taxi_pipeline --dest postgres --taxi yellow --start … --end … --workers N`
 
-Prints seconds, rows/s, the peak RSS of the largest process (the run or any worker: `RUSAGE_CHILDREN`), each
-against the native loader on one connection, then the speed-up of each worker count over `--workers 1` (target
-with 2 workers: ≥ 1.4×, peak RSS per worker < 1 GiB). `--repeat N`: N more rounds of every worker count in turn,
-and the median speed-up. The throwaway PostgreSQL runs without autovacuum; a CHECKPOINT and an OS `sync` come
-before each measurement (`TAXI_TEST_PG_DSN`: your server, as it is).
+Prints seconds, rows/s, the cores the whole machine kept busy meanwhile (client, server and kernel, from
+/proc/stat: where one run already keeps every core busy, more workers cannot go faster), the peak RSS of the
+largest process (the run or any worker: `RUSAGE_CHILDREN`), each against the native loader on one connection,
+then the speed-up of each worker count over `--workers 1` (target with 2 workers: ≥ 1.4×, peak RSS per worker
+< 1 GiB). `--repeat N`: N more rounds of every worker count in turn, and the median speed-up. The throwaway
+PostgreSQL runs without autovacuum; a CHECKPOINT and an OS `sync` come before each measurement
+(`TAXI_TEST_PG_DSN`: your server, as it is).
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ for url in sys.argv[2:]:
 procs = [subprocess.Popen([sys.executable, "-c", copy, dsn, *urls[i::n]]) for i in range(n)]
 sys.exit(max(p.wait() for p in procs))
 """
+
+
+def cpu_busy() -> float:
+    """CPU seconds the whole machine has spent busy so far (user, nice, system, irq, softirq: /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def months_of(count: int) -> List[str]:
@@ -95,6 +107,8 @@ class Bench:
         self.total = rows * len(months)
         self.urls = [f"{url}/yellow/yellow_tripdata_{m}.csv.gz" for m in months]
         self.round = 0
+        self.busy: List[float] = []
+        """Per measurement: CPU seconds used on the whole machine per second of wall time (cores kept busy)."""
 
     def fresh(self, name: str, native: bool = False) -> str:
         import psycopg2
@@ -112,8 +126,12 @@ class Bench:
         return dsn
 
     def measure(self, cmd: List[str], env: Dict[str, str]) -> tuple[float, float]:
+        """Seconds and peak RSS of `cmd`; the cores it kept busy (client, server and kernel) go to `self.busy`."""
         checkpoint(self.base)
-        return timed_child(cmd, self.work, env)
+        before = cpu_busy()
+        seconds, rss = timed_child(cmd, self.work, env)
+        self.busy.append((cpu_busy() - before) / seconds)
+        return seconds, rss
 
     def native(self, processes: int) -> tuple[float, float]:
         dsn = self.fresh("bench_native", native=True)
@@ -147,18 +165,18 @@ class Bench:
             assert cur.fetchone()[0] == self.total, f"{table}: not every row loaded"
 
     def run(self, counts: List[int], repeat: int) -> None:
-        rows: List[tuple[str, float, float]] = []
+        rows: List[tuple[str, float, float, float]] = []
         native = self.native(1)
-        rows.append(("native: COPY FROM STDIN, one connection, months in turn", *native))
+        rows.append(("native: COPY FROM STDIN, one connection, months in turn", *native, self.busy[-1]))
         for n in counts[1:]:
-            rows.append((f"native: COPY FROM STDIN, {n} processes at once", *self.native(n)))
+            rows.append((f"native: COPY FROM STDIN, {n} processes at once", *self.native(n), self.busy[-1]))
         ours: Dict[int, List[float]] = {n: [] for n in counts}
         rss: Dict[int, float] = {}
         for n in counts:
             seconds, peak = self.ours(n)
             ours[n].append(seconds)
             rss[n] = peak
-            rows.append((f"taxi_pipeline --workers {n}", seconds, peak))
+            rows.append((f"taxi_pipeline --workers {n}", seconds, peak, self.busy[-1]))
         for i in range(repeat):
             line = []
             for n in counts:
@@ -168,11 +186,12 @@ class Bench:
                 line.append(f"--workers {n} {seconds:.1f} s")
             print(f"round {i + 2}: " + ", ".join(line), flush=True)
         print(f"\nPostgres, {len(self.months)} months × {self.rows:,} rows, {os.cpu_count()} cores")
-        print("| approach | seconds | rows/s | peak RSS MiB (largest process) | vs native, one connection |")
-        print("|---|---:|---:|---:|---:|")
-        for name, seconds, peak in rows:
+        print("| approach | seconds | rows/s | cores busy | peak RSS MiB (largest process) | vs native |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, seconds, peak, busy in rows:
             ratio = seconds / native[0]
-            print(f"| {name} | {seconds:.1f} | {self.total / seconds:,.0f} | {peak:.0f} | {ratio:.2f}× |")
+            rate = f"{self.total / seconds:,.0f}"
+            print(f"| {name} | {seconds:.1f} | {rate} | {busy:.2f} of {os.cpu_count()} | {peak:.0f} | {ratio:.2f}× |")
         one = statistics.median(ours[1])
         for n in counts[1:]:
             median = statistics.median(ours[n])
