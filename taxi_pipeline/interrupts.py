@@ -30,6 +30,7 @@ EXIT_INTERRUPTED = 1
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _scratch: Set[str] = set()
+_children: Set[int] = set()
 _lock = threading.RLock()  # re-entrant: a second signal may arrive while the main thread holds it
 _reported = threading.Event()
 
@@ -78,10 +79,26 @@ def scratch_folder(prefix: str = "taxi_pipeline_") -> Iterator[str]:
         remove_scratch_folder(folder)
 
 
+def adopt(pid: int) -> None:
+    """A child process (a worker, see `workers`) that a forced stop ends with its run (SIGKILL)."""
+    with _lock:
+        _children.add(pid)
+
+
+def disown(pid: int) -> None:
+    """A child process that has ended, or that its run has stopped itself."""
+    with _lock:
+        _children.discard(pid)
+
+
 def _force_stop(signal_name: str) -> None:
-    """End the process now: remove the scratch folders, say why (once), exit 1 without waiting for threads."""
+    """End the process now: kill its workers, remove the scratch folders, say why (once), exit 1 without waiting."""
     with _lock:
         folders = list(_scratch)
+        children = list(_children)
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     if not _reported.is_set():

@@ -14,21 +14,23 @@ run does); a worker that dies fails the month it had, and the others go on. Only
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
-import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, List, Optional, Set, Tuple
 
 from dlt.common.runtime.collector import Collector
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
 from taxi_pipeline.helpers import MonthPlan
-from taxi_pipeline.interrupts import STOP_GRACE, mark_reported, stop_on_signals
+from taxi_pipeline.interrupts import SIGNALS, STOP_GRACE, adopt, disown, mark_reported, stop_on_signals
 from taxi_pipeline.months import Month
 from taxi_pipeline.pipeline import FAILED, MonthResult, _opened, _run_locked
 from taxi_pipeline.progress import DOWNLOADED, ROWS
@@ -37,7 +39,9 @@ from taxi_pipeline.schemas import file_label, trip_schema
 _SPAWN = multiprocessing.get_context("spawn")
 """Workers start as fresh interpreters: forking a process that holds threads, sockets and dlt's state is not safe."""
 POLL = 0.2
-"""Seconds between checks that the workers are alive while no event arrives."""
+"""Seconds the run waits for a worker's message before it hands out months that came meanwhile."""
+PARENT_CHECK = 0.5
+"""Seconds between a worker's checks that its run is still there (a run killed with -9 cannot stop it)."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,32 @@ class Work:
     overdue_after: int
 
 
+class _Channel:
+    """A worker's end of its own pipe to the run. Messages go from any of its threads, one at a time.
+
+    A pipe per worker, not a queue shared by all: a worker killed while it holds a shared queue's lock (waiting
+    for a month, or halfway through a message) would leave the lock held, and the other workers stuck on it.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        with self.lock:
+            self.conn.send((kind, payload))
+
+    def next_month(self) -> Optional[Tuple[str, str]]:
+        """Ask the run for a month to load: (taxi, month), or None when there are no more."""
+        self.send("ready")
+        return self.conn.recv()
+
+
 class _Forward(Collector):
     """A worker's progress collector: the file counters (`progress.DOWNLOADED`, `ROWS`) go to the run's display."""
 
-    def __init__(self, events: Any) -> None:
-        self.events = events
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
 
     def update(
         self,
@@ -69,7 +94,7 @@ class _Forward(Collector):
     ) -> None:
         """Send a file's bytes or rows to the run's process (dlt's own counters stay here)."""
         if name in (DOWNLOADED, ROWS) and label:
-            self.events.put(("progress", None, (name, inc, total, message, label)))
+            self.channel.send("progress", (name, inc, total, message, label))
 
     def _start(self, step: str) -> None:
         pass
@@ -94,45 +119,88 @@ def _portable(res: MonthResult) -> MonthResult:
         return res
 
 
-def _work(index: int, work: Work, tasks: Any, events: Any) -> None:
-    """A worker process: load the months it takes from `tasks` until it takes None; tell `events` all it does."""
+def _work(index: int, work: Work, conn: Any) -> None:
+    """A worker process: load the months the run hands it until it hands it None; tell the run all it does.
+
+    It starts with SIGINT and SIGTERM blocked (the run blocks them while it starts a worker), so a Ctrl-C during
+    its start-up is taken once it can stop cleanly. It stops itself if its run is gone.
+    """
     mark_reported()  # the run's own process prints the one line of a stopped run
+    channel = _Channel(conn)
     try:
-        with stop_on_signals(), _opened(work.destination, progress=_Forward(events)) as (pipeline, lock):
-            if pipeline.has_pending_data:
-                pipeline.abort_packages()  # left by a killed worker: its month is loaded again
-            while True:
-                task = tasks.get()
-                if task is None:
-                    break
-                taxi, month = task
-                events.put(("taken", index, (trip_schema(taxi).table, month)))
-                try:
-                    _run_locked(
-                        pipeline,
-                        lock,
-                        [taxi],
-                        [Month.parse(month)],
-                        work.first,
-                        work.file_format,
-                        work.root,
-                        lambda res: events.put(("result", index, _portable(res))),
-                        lambda message: events.put(("notice", index, message)),
-                        work.today,
-                        work.overdue_after,
-                        zones=False,
-                    )
-                except Exception as exc:  # this month failed as a whole: the worker takes the next one
-                    table = trip_schema(taxi).table
-                    detail = f"{file_label(table, month)}: {one_line(exc)}"
-                    failed = MonthResult(table, month, FAILED, detail=detail, error=exc)
-                    events.put(("result", index, _portable(failed)))
+        with stop_on_signals():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            _watch_parent()
+            with _opened(work.destination, progress=_Forward(channel)) as (pipeline, lock):
+                if pipeline.has_pending_data:
+                    pipeline.abort_packages()  # left by a killed worker: its month is loaded again
+                while (task := channel.next_month()) is not None:
+                    _load_task(index, work, pipeline, lock, channel, *task)
     except KeyboardInterrupt:
-        events.put(("stopped", index, "interrupted"))
+        _last_word(channel, "stopped", "interrupted")
+    except (EOFError, BrokenPipeError):  # the run is gone: nobody to tell
+        return
     except Exception as exc:  # the destination could not be opened: the run's other workers go on
-        events.put(("stopped", index, one_line(exc)))
+        _last_word(channel, "stopped", one_line(exc))
     else:
-        events.put(("done", index, None))
+        _last_word(channel, "done")
+
+
+def _load_task(index: int, work: Work, pipeline: Any, lock: Any, channel: _Channel, taxi: str, month: str) -> None:
+    """Load one month as a run of its own would (its month lock, checked again against the records first)."""
+    try:
+        _run_locked(
+            pipeline,
+            lock,
+            [taxi],
+            [Month.parse(month)],
+            work.first,
+            work.file_format,
+            work.root,
+            lambda res: channel.send("result", _portable(res)),
+            lambda message: channel.send("notice", message),
+            work.today,
+            work.overdue_after,
+            zones=False,
+        )
+    except (EOFError, OSError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # this month failed as a whole: the worker takes the next one
+        table = trip_schema(taxi).table
+        detail = f"{file_label(table, month)}: {one_line(exc)}"
+        channel.send("result", _portable(MonthResult(table, month, FAILED, detail=detail, error=exc)))
+
+
+def _last_word(channel: _Channel, kind: str, payload: Any = None) -> None:
+    with contextlib.suppress(OSError, EOFError):
+        channel.send(kind, payload)
+
+
+def _watch_parent() -> None:
+    """SIGTERM this worker once its run has gone (a run killed with -9 could not stop its workers)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="taxi-worker-parent", daemon=True).start()
+
+
+@dataclass
+class _Worker:
+    """The run's side of one worker process."""
+
+    index: int
+    process: Any
+    conn: Any
+    idle: bool = False
+    """Asked for a month and has none yet."""
+    taken: Optional[Tuple[str, str]] = None
+    """(table, month) it was handed and has not reported yet."""
+    ended: Optional[str] = None
+    """Why it ended ("" when it ran out of months); None while it runs."""
 
 
 class Workers:
@@ -153,18 +221,18 @@ class Workers:
     ) -> None:
         self.count, self.work = count, work
         self.on_result, self.on_notice, self.progress = on_result, on_notice, progress
-        self.tasks = _SPAWN.Queue()
-        self.events = _SPAWN.Queue()
-        self.processes: List[Any] = []
+        self.workers: List[_Worker] = []
         self.results: List[MonthResult] = []
+        self._pending: Deque[Tuple[str, str]] = collections.deque()
+        """(taxi, month) handed out by the run and not yet to a worker."""
         self._outstanding: Set[Tuple[str, str]] = set()
         """(table, month) handed out and not yet reported."""
-        self._taken: Dict[int, Tuple[str, str]] = {}
-        self._ended: Dict[int, str] = {}
-        """Worker index → why it ended ("" for a worker that ran out of months)."""
         self._lock = threading.Lock()
         self._closed = False
         """Set by `wait`: no more months come, the workers end once they have none left."""
+        self._stopping = False
+        self._error: Optional[BaseException] = None
+        """The first error of a callback (`on_result`, `on_notice`, progress): raised by `wait`."""
         self._pump: Optional[threading.Thread] = None
 
     def __enter__(self) -> Workers:
@@ -173,9 +241,9 @@ class Workers:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is not None:
             self.stop()
-        for q in (self.tasks, self.events):
-            q.close()
-            q.cancel_join_thread()  # a stopped run does not wait to flush months nobody will take
+        for worker in self.workers:
+            worker.conn.close()
+            disown(worker.process.pid)
 
     def report(self, res: MonthResult) -> None:
         """Pass one of the run's own results on to `on_result`, never at the same time as a worker's."""
@@ -187,76 +255,145 @@ class Workers:
         """Hand a planned month to the workers, starting one more if fewer than `count` run."""
         with self._lock:
             self._outstanding.add((trip_schema(taxi).table, plan.month))
-        self.tasks.put((taxi, plan.month))
-        if len(self.processes) < self.count:
-            index = len(self.processes)
-            process = _SPAWN.Process(
-                target=_work, args=(index, self.work, self.tasks, self.events), name=f"taxi-worker-{index + 1}"
-            )
-            process.start()
-            self.processes.append(process)
+            self._pending.append((taxi, plan.month))
+        if len(self.workers) < self.count:
+            self._start()
         if self._pump is None:
-            self._pump = threading.Thread(target=self._read_events, name="taxi-workers", daemon=True)
+            self._pump = threading.Thread(target=self._read, name="taxi-workers", daemon=True)
             self._pump.start()
+
+    def _start(self) -> None:
+        index = len(self.workers)
+        conn, child_conn = _SPAWN.Pipe()
+        process = _SPAWN.Process(target=_work, args=(index, self.work, child_conn), name=f"taxi-worker-{index + 1}")
+        # the worker inherits the blocked signals and unblocks them once it can stop cleanly (`_work`)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            process.start()
+            adopt(process.pid)  # a forced stop of the run kills it too (`interrupts`)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        child_conn.close()  # the worker's end: the run reads EOF once the worker is gone
+        with self._lock:
+            self.workers.append(_Worker(index, process, conn))
 
     def wait(self) -> List[MonthResult]:
         """Tell the workers no more months come, wait until each has ended; every handed-out month's result."""
-        self._closed = True
-        for _ in self.processes:
-            self.tasks.put(None)
+        with self._lock:
+            self._closed = True
         while self._pump is not None and self._pump.is_alive():
             self._pump.join(POLL)  # in steps: a signal reaches the main thread while it waits
-        for process in self.processes:
-            process.join()
+        for worker in self.workers:
+            worker.process.join(STOP_GRACE)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
         with self._lock:
-            left = sorted(self._outstanding)
-            why = "; ".join(sorted({r for r in self._ended.values() if r})) or "no worker was left to take it"
-            for table, month in left:
+            ended = {w.ended for w in self.workers if w.ended}
+            why = "; ".join(sorted(ended)) or "no worker was left to take it"
+            for table, month in sorted(self._outstanding):
                 detail = f"{file_label(table, month)}: not loaded, the workers stopped ({why}); run again to load it"
                 self._result(MonthResult(table, month, FAILED, detail=detail, error=LoadError(detail)))
+        if self._error is not None:
+            raise self._error
         return list(self.results)
 
     def stop(self) -> None:
         """Stop every worker that is still running: SIGTERM (it drops its month in flight), then SIGKILL."""
-        for process in self.processes:
-            if process.is_alive() and process.pid is not None:
+        self._stopping = True
+        for worker in self.workers:
+            if worker.process.is_alive():
                 with contextlib.suppress(OSError):
-                    os.kill(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            process.join(STOP_GRACE / 2)
-            if process.is_alive():
-                process.kill()
-                process.join()
+                    os.kill(worker.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE / 2  # within the run's own grace (`interrupts.STOP_GRACE`)
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1)
+        if self._pump is not None:
+            self._pump.join(POLL * 2)
 
-    def _read_events(self) -> None:
-        """The run's side of the event queue, on a thread: until every worker has ended."""
-        while not self._closed or len(self._ended) < len(self.processes):
-            try:
-                kind, index, payload = self.events.get(timeout=POLL)
-            except queue.Empty:
-                self._check_alive()
-                continue
-            except (EOFError, OSError):  # the queue was closed: the run is stopping
+    def _read(self) -> None:
+        """The run's side of the pipes, on a thread: hand out months, take messages, until every worker ended."""
+        try:
+            self._read_until_ended()
+        except Exception as exc:  # the pipes closed under it as the run stops; anything else is raised by `wait`
+            if not self._stopping:
+                self._error = self._error or exc
+
+    def _read_until_ended(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                live = [w for w in self.workers if w.ended is None]
+                closed = self._closed
+            if closed and not live:
                 return
-            self._event(kind, index, payload)
+            self._hand_out(live, closed)
+            waiting = [w.conn for w in live] + [w.process.sentinel for w in live]
+            ready = set(multiprocessing.connection.wait(waiting, timeout=POLL)) if waiting else set()
+            if not waiting:
+                time.sleep(POLL)
+            for worker in live:
+                if worker.conn in ready and not self._take(worker):
+                    self._died(worker)
+                elif worker.process.sentinel in ready and worker.ended is None:
+                    self._take(worker)  # what it sent before it ended comes first
+                    if worker.ended is None:
+                        self._died(worker)
 
-    def _event(self, kind: str, index: int, payload: Any) -> None:
-        if kind == "progress":
-            if self.progress is not None:
-                name, inc, total, message, label = payload
-                self.progress.update(name, inc=inc, total=total, message=message, label=label)
-        elif kind == "taken":
-            self._taken[index] = payload
-        elif kind == "result":
+    def _hand_out(self, live: List[_Worker], closed: bool) -> None:
+        for worker in live:
+            if not worker.idle:
+                continue
             with self._lock:
-                self._result(payload)
-        elif kind == "notice":
-            with self._lock:
-                if self.on_notice:
-                    self.on_notice(payload)
-        else:  # "done" or "stopped"
-            self._taken.pop(index, None)
-            self._ended[index] = payload or ""
+                task = self._pending.popleft() if self._pending else None
+            if task is None and not closed:
+                continue
+            try:
+                worker.conn.send(task)
+            except OSError:
+                if task is not None:
+                    with self._lock:
+                        self._pending.appendleft(task)
+                continue
+            worker.idle = False
+            worker.taken = (trip_schema(task[0]).table, task[1]) if task else None
+
+    def _take(self, worker: _Worker) -> bool:
+        """Every message the worker has sent so far; False when its pipe broke (it died)."""
+        try:
+            while worker.conn.poll():
+                kind, payload = worker.conn.recv()
+                self._event(worker, kind, payload)
+        except Exception:  # EOF, a broken pipe or half a message: the worker is gone
+            return False
+        return True
+
+    def _event(self, worker: _Worker, kind: str, payload: Any) -> None:
+        try:
+            if kind == "ready":
+                worker.idle = True
+            elif kind == "progress":
+                if self.progress is not None:
+                    name, inc, total, message, label = payload
+                    self.progress.update(name, inc=inc, total=total, message=message, label=label)
+            elif kind == "result":
+                with self._lock:
+                    self._result(payload)
+                if worker.taken == (payload.table, payload.month):
+                    worker.taken = None
+            elif kind == "notice":
+                with self._lock:
+                    if self.on_notice:
+                        self.on_notice(payload)
+            elif kind == "done":
+                self._end(worker, "")
+            else:  # "stopped": interrupted (the run is stopping too, or it alone was), or its destination failed
+                self._end(worker, f"worker {worker.index + 1} stopped: {payload}", notice=payload != "interrupted")
+        except Exception as exc:  # a callback failed (a closed stdout): keep reading, raise it from `wait`
+            self._error = self._error or exc
 
     def _result(self, res: MonthResult) -> None:
         self._outstanding.discard((res.table, res.month or ""))
@@ -264,24 +401,29 @@ class Workers:
         if self.on_result:
             self.on_result(res)
 
-    def _check_alive(self) -> None:
-        """A worker that died without a word (killed, out of memory) fails the month it had; the others go on."""
-        for index, process in enumerate(self.processes):
-            if index in self._ended or process.is_alive():
-                continue
-            while True:  # what it sent before it died comes first
+    def _died(self, worker: _Worker) -> None:
+        """A worker that ended without a word (killed, out of memory): its month fails, the others go on."""
+        worker.process.join(1)
+        if worker.process.is_alive():  # its pipe broke but it lives on: it cannot be reached, so it is ended
+            worker.process.kill()
+            worker.process.join(1)
+        self._end(worker, f"worker {worker.index + 1} died (exit code {worker.process.exitcode})")
+
+    def _end(self, worker: _Worker, why: str, notice: bool = True) -> None:
+        worker.ended = why
+        disown(worker.process.pid)
+        taken, worker.taken = worker.taken, None
+        with self._lock:
+            if taken is not None and taken in self._outstanding:
+                table, month = taken
+                detail = f"{file_label(table, month)}: {why} while loading it; run again to load it"
                 try:
-                    kind, i, payload = self.events.get_nowait()
-                except queue.Empty:
-                    break
-                self._event(kind, i, payload)
-            if index in self._ended:
-                continue
-            reason = f"worker {index + 1} died (exit code {process.exitcode})"
-            self._ended[index] = reason
-            taken = self._taken.pop(index, None)
-            with self._lock:
-                if taken is not None and taken in self._outstanding:
-                    table, month = taken
-                    detail = f"{file_label(table, month)}: {reason} while loading it; run again to load it"
                     self._result(MonthResult(table, month, FAILED, detail=detail, error=LoadError(detail)))
+                except Exception as exc:
+                    self._error = self._error or exc
+            elif why and notice and self.on_notice and not self._stopping:
+                left = sum(1 for w in self.workers if w.ended is None)
+                try:
+                    self.on_notice(f"{why}; {left} worker(s) left")
+                except Exception as exc:
+                    self._error = self._error or exc

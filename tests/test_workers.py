@@ -11,6 +11,7 @@ import pickle
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import List
 
@@ -138,6 +139,33 @@ def test_a_worker_that_dies_fails_its_month_and_the_others_load(parallel_mirror,
     assert rerun.returncode == 0, rerun
     assert "summary: 1 loaded, 4 skipped" in rerun.stdout
     assert pg.month_counts("green_tripdata") == dict(FOUR_MONTHS)
+
+
+def test_a_worker_killed_while_it_waits_for_a_month_leaves_the_others_going(parallel_mirror, pg, workdir):
+    """`kill -9` of a worker that has no month (the run is still planning): the other worker takes the months that
+    come after; nothing fails, a note names the dead worker."""
+    mirror = parallel_mirror
+    publish(mirror)
+    mirror.head_delay["/green/green_tripdata_2019-04.csv.gz"] = 120  # the run's plan stops at April until released
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt_a")}
+    out, err = open(workdir / "run.out", "w+"), open(workdir / "run.err", "w+")  # noqa: SIM115 - closed below
+    run = subprocess.Popen([*cli_command(mirror), *BACKFILL, "--workers", "2"], cwd=workdir, env=env, stdout=out,
+                           stderr=err, text=True)  # fmt: skip
+    try:
+        loaded = re.compile(r"^green_tripdata 2019-0[12] +loaded", re.M)
+        wait_until(lambda: len(loaded.findall(Path(out.name).read_text())) == 2 or run.poll() is not None, "Jan, Feb")
+        wait_until(lambda: len(workers_of(run.pid)) == 2, "both workers")
+        time.sleep(0.5)  # both ask for a month and wait
+        os.kill(workers_of(run.pid)[0], signal.SIGKILL)
+        wait_until(lambda: "died (exit code -9); 1 worker(s) left" in Path(err.name).read_text(), "the note")
+        mirror.released.set()
+        assert run.wait(timeout=120) == 0, Path(err.name).read_text()
+    finally:
+        mirror.released.set()
+        out.close()
+        err.close()
+    assert pg.month_counts("green_tripdata") == dict(FOUR_MONTHS)
+    assert "summary: 5 loaded" in Path(out.name).read_text()
 
 
 def test_a_month_that_fails_in_a_worker_is_reported_and_the_others_load(mirror, cli, pg):
