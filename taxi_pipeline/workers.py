@@ -1,15 +1,16 @@
 """Months spread over worker processes: `run(…, workers=N)`, `--workers N`.
 
 The run's own process plans the months as a run on one worker does (a HEAD per month against the month records),
-reports what it does not load and loads the zone lookup; each month to load or replace goes to a queue that up to
-N worker processes take from. A worker opens the pipeline in a local working folder of its own
-(`locks.working_folder`) and loads each month it takes as a run of its own would: its own dlt run, under its month
-lock, checked again against the records first. Results, notes and progress come back over one queue, so the run
-shows one progress display, one line per file and one summary, and exits as a run on one worker does.
+reports what it does not load and loads the zone lookup; each month to load or replace is handed to the next of up
+to N worker processes that asks for one. A worker opens the pipeline in a local working folder of its own
+(`locks.working_folder`) and loads each month it is handed as a run of its own would: its own dlt run, under its
+month lock, checked again against the records first. Results, notes and progress come back over each worker's
+pipe, so the run shows one progress display, one line per file and one summary, and exits as a run on one worker
+does.
 
 Ctrl-C or SIGTERM stops the run and every worker with it (each drops the month it has in flight, as a stopped
-run does); a worker that dies fails the month it had, and the others go on. Only where runs load side by side
-(Postgres): a DuckDB file takes one writer, and Snowflake has no month lock yet.
+run does); a worker that dies fails the month it had, and the others go on; a worker whose run is gone stops.
+Only where runs load side by side (Postgres): a DuckDB file takes one writer, and Snowflake has no month lock yet.
 """
 
 from __future__ import annotations
