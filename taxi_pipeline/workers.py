@@ -136,7 +136,7 @@ def _work(index: int, work: Work, conn: Any) -> None:
                 if pipeline.has_pending_data:
                     pipeline.abort_packages()  # left by a killed worker: its month is loaded again
                 while (task := channel.next_month()) is not None:
-                    _load_task(index, work, pipeline, lock, channel, *task)
+                    _load_task(work, pipeline, lock, channel, *task)
     except KeyboardInterrupt:
         _last_word(channel, "stopped", "interrupted")
     except (EOFError, BrokenPipeError):  # the run is gone: nobody to tell
@@ -147,7 +147,7 @@ def _work(index: int, work: Work, conn: Any) -> None:
         _last_word(channel, "done")
 
 
-def _load_task(index: int, work: Work, pipeline: Any, lock: Any, channel: _Channel, taxi: str, month: str) -> None:
+def _load_task(work: Work, pipeline: Any, lock: Any, channel: _Channel, taxi: str, month: str) -> None:
     """Load one month as a run of its own would (its month lock, checked again against the records first)."""
     try:
         _run_locked(
@@ -164,7 +164,7 @@ def _load_task(index: int, work: Work, pipeline: Any, lock: Any, channel: _Chann
             work.overdue_after,
             zones=False,
         )
-    except (EOFError, OSError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the run is gone, or stopping
         raise
     except Exception as exc:  # this month failed as a whole: the worker takes the next one
         table = trip_schema(taxi).table
