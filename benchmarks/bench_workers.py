@@ -78,7 +78,7 @@ def main() -> None:
     counts = sorted(set([1, *args.workers]))
 
     work = Path(tempfile.mkdtemp(prefix="taxi_bench_workers_"))
-    cluster = None
+    cluster = server = None
     try:
         t = time.perf_counter()
         months = months_of(args.months)
@@ -92,8 +92,9 @@ def main() -> None:
             cluster = start_cluster("autovacuum=off")
             base = cluster.dsn("").rstrip("/")
         Bench(work, url, base, months, args.rows).run(counts, args.repeat)
-        server.shutdown()
     finally:
+        if server:
+            server.shutdown()
         if cluster:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -272,6 +272,7 @@ def test_the_backfill_flow_spreads_its_months_over_worker_processes():
     flow = flow_named("taxi_backfill")
     inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
     assert inputs["workers"] == 1
+    assert next(i for i in flow["inputs"] if i["id"] == "workers")["min"] == 1  # Kestra refuses 0 before a run
     _, args = load_command(flow, {"inputs": {**inputs, "workers": 3}, "vars": flow["variables"]})
     assert args.workers == 3
 
