@@ -24,7 +24,7 @@ from typing import Any, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tu
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError, one_line, redact
 from taxi_pipeline.interrupts import interrupted_message, mark_reported, stop_on_signals
-from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status
+from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status, worker_count
 from taxi_pipeline.progress import MonthProgress
 from taxi_pipeline.schemas import file_label
 from taxi_pipeline.settings import FILE_FORMATS
@@ -102,9 +102,10 @@ def build_subcommand_parser(command: str = "status") -> argparse.ArgumentParser:
 
 
 def _worker_count(value: str) -> int:
-    if not value.strip().isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value!r}")
-    return int(value)
+    try:
+        return worker_count(value)
+    except ValueError as exc:  # argparse would replace the message with its own
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _dest_argument(parser: argparse.ArgumentParser) -> None:

@@ -217,7 +217,7 @@ def run(
         fmt = (file_format or setting("file_format", CSV)).lower()
         root = resolve_base_url(base_url or setting("base_url", None), fmt)
         overdue_after = _whole_number("overdue_after_months", setting("overdue_after_months", OVERDUE_AFTER_MONTHS))
-        workers = _worker_count(setting("workers", 1) if workers is None else workers)
+        workers = worker_count(setting("workers", 1) if workers is None else workers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -230,31 +230,31 @@ def run(
                 why = ONE_WRITER.get(destination, "its runs do not load side by side")
                 on_notice(f"{destination} loads one month at a time (--workers {workers} runs as 1): {why}")
             workers = 1
+        pool = None
         if workers > 1:
             from taxi_pipeline.workers import Work, Workers  # only runs that spread their months need it
 
-            work = Work(destination, first, fmt, root, today, overdue_after)
-            with Workers(workers, work, on_result, on_notice, progress) as pool:
-                result = _run_locked(
-                    pipeline,
-                    lock,
-                    taxis,
-                    months,
-                    first,
-                    fmt,
-                    root,
-                    pool.report,
-                    on_notice,
-                    today,
-                    overdue_after,
-                    dispatch=pool.dispatch,
-                )
-                result.results.extend(pool.wait())
-            result.results.sort(key=_result_order(taxis))
-        else:
-            result = _run_locked(
-                pipeline, lock, taxis, months, first, fmt, root, on_result, on_notice, today, overdue_after
+            pool = Workers(
+                workers, Work(destination, first, fmt, root, today, overdue_after), on_result, on_notice, progress
             )
+        with pool or contextlib.nullcontext():
+            result = _run_locked(
+                pipeline,
+                lock,
+                taxis,
+                months,
+                first,
+                fmt,
+                root,
+                pool.report if pool else on_result,
+                on_notice,
+                today,
+                overdue_after,
+                dispatch=pool.dispatch if pool else None,
+            )
+            if pool:
+                result.results.extend(pool.wait())
+                result.results.sort(key=_result_order(taxis))
         if dbt:
             # months loaded without dbt, or left by a failed build, are taken as well as this run's
             changed = any(changed_months(pipeline).values()) or zones_changed(pipeline)
@@ -449,12 +449,9 @@ def _recorded(plans: Iterable[MonthPlan], into: List[MonthPlan]) -> Iterator[Mon
         yield plan
 
 
-def _worker_count(value: Any) -> int:
-    """The `workers` setting: an int ≥ 1 (dlt passes env values as text)."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise ValueError(f"bad workers {value!r} (--workers, sources.taxi.workers): expected a whole number ≥ 1")
-    return int(text)
+def worker_count(value: Any) -> int:
+    """A number of workers (`--workers`, `sources.taxi.workers`): a whole number ≥ 1, else ValueError."""
+    return _whole_number("workers", value, least=1, expected="a whole number ≥ 1 (--workers)")
 
 
 def _result_order(taxis: Sequence[str]) -> Callable[[MonthResult], Tuple[int, int, Month]]:
@@ -469,13 +466,18 @@ def _result_order(taxis: Sequence[str]) -> Callable[[MonthResult], Tuple[int, in
     return key
 
 
-def _whole_number(key: str, value: Any) -> int:
-    """A setting that counts months: an int ≥ 0 (dlt passes env values as text)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise ValueError(f"bad sources.taxi.{key} {value!r}: expected a whole number of months (0 turns it off)")
+def _whole_number(
+    key: str, value: Any, least: int = 0, expected: str = "a whole number of months (0 turns it off)"
+) -> int:
+    """A `sources.taxi.<key>` setting that counts: an int ≥ `least` (dlt passes env values as text)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if number is None or number < least:
+        raise ValueError(f"bad sources.taxi.{key} {value!r}: expected {expected}")
+    return number
 
 
 def _with_next_load(plans: Iterable[MonthPlan]) -> Iterator[Tuple[MonthPlan, Optional[MonthPlan]]]:
