@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,34 +28,18 @@ from taxi_pipeline.destinations import month_filter, month_index_regclass, month
 from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
-from taxi_pipeline.locks import SCHEMA_LOCK
-from taxi_pipeline.records import job_record, record_statements, records_table_sql
+from taxi_pipeline.locks import SCHEMA_LOCK, SchemaChangesLocked
+from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import MANIFEST
 
 
-class BinaryCopyClient(PostgresClient):
+class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
     """dlt's Postgres job client; a `jsonl` file (our manifest) is loaded by `BinaryCopyJob`.
 
-    Runs load side by side on Postgres (`locks`), so two of them can meet the same schema change (a first load
-    creating the tables, a file with a new column): dlt looks up the stored schema, then creates or alters what
-    is missing, and the second run's `CREATE TABLE` would fail on the first one's. Both steps therefore run
-    under an advisory lock of the dataset, so the second run finds the change made. The month records table is
-    made there too: a `CREATE TABLE IF NOT EXISTS` in two load transactions at once can fail the same way.
+    Schema changes are made under an advisory lock of the dataset (`locks.SchemaChangesLocked`): runs load
+    side by side on Postgres.
     """
-
-    def initialize_storage(self, truncate_tables: Optional[Iterable[str]] = None) -> None:
-        """dlt's, under the dataset's schema lock (`CREATE SCHEMA` and dlt's own tables)."""
-        with self._schema_lock():
-            super().initialize_storage(truncate_tables)
-
-    def update_stored_schema(self, *args: Any, **kwargs: Any) -> Any:
-        """dlt's, under the dataset's schema lock, then the month records table where it is missing."""
-        with self._schema_lock():
-            applied = super().update_stored_schema(*args, **kwargs)
-            if not self.in_staging_dataset_mode:
-                self.sql_client.execute_sql(records_table_sql(self.sql_client))
-            return applied
 
     @contextlib.contextmanager
     def _schema_lock(self) -> Iterator[None]:

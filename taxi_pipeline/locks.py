@@ -1,11 +1,11 @@
-"""Exclusion between runs: by month on Postgres, by database file on DuckDB.
+"""Exclusion between runs: by month on Postgres and Snowflake, by database file on DuckDB.
 
 A run holds two kinds of locks:
 
 1. **its local dlt working folder** (`<pipelines_dir>/taxi_pipeline_<dest>-…`): an exclusive `flock`, so two runs
-   never rewrite each other's packages or state files. Where runs may load side by side (Postgres), a run that
-   finds the folder busy takes the first free sibling (`…~1`, `…~2`, …) instead of waiting; dlt state is
-   restored there from the destination, and months are known from their records (`records`), not the folder.
+   never rewrite each other's packages or state files. Where runs may load side by side (Postgres, Snowflake), a
+   run that finds the folder busy takes the first free sibling (`…~1`, `…~2`, …) instead of waiting; dlt state
+   is restored there from the destination, and months are known from their records (`records`), not the folder.
 2. **the destination**:
    - Postgres: session advisory locks on the run's own connection, by month. A month is loaded under the lock of
      `(table, month)`; a run that meets a month another run is loading waits for it, then looks at its record
@@ -15,12 +15,13 @@ A run holds two kinds of locks:
      under a dataset lock by the job client (`binary_copy.BinaryCopyClient`).
    - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
      writing process per file, so runs on one DuckDB file take turns.
-   - Snowflake: none yet.
+   - Snowflake: the same month, staging and zone lookup locks as leases, rows of a table of ours with an expiry
+     that the run renews (`leases`: Snowflake has no advisory locks); schema changes under the dataset's lease.
 
-Every lock is released by the OS or the server when its process dies. A run that finds a lock taken says so
-once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres locks live on an idle connection; if it
-drops (idle timeout, server restart) they are gone, so `check()` before each month stops the run instead of
-letting a second run in unnoticed.
+Every lock but a Snowflake lease is released by the OS or the server when its process dies (a lease expires).
+A run that finds a lock taken says so once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres
+locks live on an idle connection; if it drops (idle timeout, server restart) they are gone, so `check()` before
+each month stops the run instead of letting a second run in unnoticed.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ import fcntl
 import functools
 import os
 import time
-from typing import IO, Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
 import dlt
 
 from taxi_pipeline.destinations import destination_error, destination_kind
-from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.errors import ConfigError, LoadError, one_line
+from taxi_pipeline.records import records_table_sql
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
 _POLL_SECONDS = 0.5
+SIDE_BY_SIDE = ("postgres", "snowflake")
+"""Destinations whose runs load side by side, month by month (each month under its own lock)."""
 SCHEMA_LOCK = "schema"
 """The Postgres advisory lock (with the dataset) under which schema changes are made (`binary_copy`)."""
 MAX_FOLDERS = 64
@@ -79,13 +83,92 @@ class RunLock:
         """Give back what `try_take` took."""
 
 
-class _PostgresLock(RunLock):
-    """Advisory locks on one connection of the run's own, keyed on `(dataset, what)`."""
+class SchemaChangesLocked:
+    """dlt's schema steps of a SQL job client under the dataset's schema lock (`_schema_lock`), then the records table.
+
+    Mixed into the job clients of destinations whose runs load side by side (Postgres, Snowflake): two runs can
+    meet the same schema change (a first load creating the tables, a file with a new column); dlt looks up the
+    stored schema, then creates or alters what is missing, and the second run's `CREATE TABLE` would fail on the
+    first one's. Under the lock, the second run finds the change made. The month records table is made there
+    too: a `CREATE TABLE IF NOT EXISTS` in two load transactions at once can fail the same way.
+    """
+
+    sql_client: Any
+    in_staging_dataset_mode: bool
+
+    def _schema_lock(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def initialize_storage(self, truncate_tables: Optional[Iterable[str]] = None) -> None:
+        """dlt's, under the dataset's schema lock (`CREATE SCHEMA` and dlt's own tables)."""
+        with self._schema_lock():
+            super().initialize_storage(truncate_tables)  # type: ignore[misc]
+
+    def update_stored_schema(self, *args: Any, **kwargs: Any) -> Any:
+        """dlt's, under the dataset's schema lock, then the month records table where it is missing."""
+        with self._schema_lock():
+            applied = super().update_stored_schema(*args, **kwargs)  # type: ignore[misc]
+            if not self.in_staging_dataset_mode:
+                self.sql_client.execute_sql(records_table_sql(self.sql_client))
+            return applied
+
+
+class KeyedLock(RunLock):
+    """Month locks by key (`table:month`, `table:staging`, a table), each taken by `_try` and given back by `_release`.
+
+    `shared`: runs load side by side; a month planned as new is looked at again once its lock is held.
+    """
 
     shared = True
 
+    def __init__(self, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
+        self._timeout, self._on_wait = timeout, on_wait
+
+    def _try(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _release(self, key: str) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def held(self, key: str, what: str) -> Iterator[None]:
+        """Hold `key` for the block, waiting (up to the lock timeout) for another run that holds it."""
+        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, "loading")
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    def month(self, table: str, month: str) -> contextlib.AbstractContextManager[None]:
+        """The lock of `table`'s `month`, by its key `table:month`."""
+        return self.held(f"{table}:{month}", f"{table} {month}")
+
+    def staging(self, table: str) -> contextlib.AbstractContextManager[None]:
+        """The lock of `table`'s staging table, by its key `table:staging`."""
+        return self.held(f"{table}:staging", f"the staging table of {table} (replacing a month)")
+
+    def busy(self, table: str, month: str) -> bool:
+        """Whether another run holds `table`'s `month`: taken and given back at once if not."""
+        if not self._try(f"{table}:{month}"):
+            return True
+        self._release(f"{table}:{month}")
+        return False
+
+    def try_take(self, table: str) -> bool:
+        """Take the key `table` if free."""
+        return self._try(table)
+
+    def release(self, table: str) -> None:
+        """Give back the key `table`."""
+        self._release(table)
+
+
+class _PostgresLock(KeyedLock):
+    """Advisory locks on one connection of the run's own, keyed on `(dataset, what)`."""
+
     def __init__(self, client: Any, dataset: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
-        self._client, self._dataset, self._timeout, self._on_wait = client, dataset, timeout, on_wait
+        super().__init__(timeout, on_wait)
+        self._client, self._dataset = client, dataset
 
     def check(self) -> None:
         try:
@@ -100,32 +183,6 @@ class _PostgresLock(RunLock):
     def _release(self, key: str) -> None:
         with contextlib.suppress(Exception):  # a dropped connection has released it already
             self._client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", self._dataset, key)
-
-    @contextlib.contextmanager
-    def _held(self, key: str, what: str) -> Iterator[None]:
-        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, "loading")
-        try:
-            yield
-        finally:
-            self._release(key)
-
-    def month(self, table: str, month: str) -> contextlib.AbstractContextManager[None]:
-        return self._held(f"{table}:{month}", f"{table} {month}")
-
-    def staging(self, table: str) -> contextlib.AbstractContextManager[None]:
-        return self._held(f"{table}:staging", f"the staging table of {table} (replacing a month)")
-
-    def busy(self, table: str, month: str) -> bool:
-        if not self._try(f"{table}:{month}"):
-            return True
-        self._release(f"{table}:{month}")
-        return False
-
-    def try_take(self, table: str) -> bool:
-        return self._try(table)
-
-    def release(self, table: str) -> None:
-        self._release(table)
 
 
 @contextlib.contextmanager
@@ -164,7 +221,7 @@ def working_folder(
 def run_lock(
     pipeline: dlt.Pipeline, on_wait: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None
 ) -> Iterator[RunLock]:
-    """Hold the destination's lock for the run (DuckDB), or open the connection of its month locks (Postgres).
+    """Hold the destination's lock for the run (DuckDB), or open the month locks' connection (Postgres, Snowflake).
 
     LoadError after `timeout` s of waiting.
     """
@@ -185,14 +242,34 @@ def run_lock(
                 yield RunLock()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+    elif kind == "snowflake":
+        with _snowflake_leases(pipeline, timeout, on_wait) as lock:
+            yield lock
     else:
         yield RunLock()
 
 
 def _timeout(timeout: Optional[float]) -> float:
-    if timeout is None:
-        timeout = float(dlt.config.get("taxi_pipeline.lock_timeout") or DEFAULT_LOCK_TIMEOUT)
-    return timeout
+    return lock_timeout() if timeout is None else timeout
+
+
+def lock_timeout() -> float:
+    """How long a run waits for a lock another run holds (`taxi_pipeline.lock_timeout`, seconds)."""
+    return seconds_setting("lock_timeout", DEFAULT_LOCK_TIMEOUT)
+
+
+def seconds_setting(key: str, default: float) -> float:
+    """A `taxi_pipeline.<key>` setting in seconds (a number > 0), else ConfigError."""
+    value = dlt.config.get(f"taxi_pipeline.{key}")
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"bad taxi_pipeline.{key} {value!r}: expected a number of seconds > 0")
+    return seconds
 
 
 def _wait(
@@ -217,16 +294,38 @@ def _wait(
 def _postgres_lock(
     pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]
 ) -> Iterator[RunLock]:
-    try:
-        client = pipeline.sql_client()
-        client.open_connection()
-    except Exception as exc:  # first contact with the server: credentials, host, database
-        raise destination_error(pipeline, exc) from exc
+    client = _open_client(pipeline)
     try:
         yield _PostgresLock(client, pipeline.dataset_name, timeout, on_wait)
     finally:
         with contextlib.suppress(Exception):  # closing the session releases whatever it still holds
             client.close_connection()
+
+
+@contextlib.contextmanager
+def _snowflake_leases(
+    pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]
+) -> Iterator[RunLock]:
+    from taxi_pipeline.leases import SnowflakeLeases  # Snowflake runs only
+
+    client = _open_client(pipeline)
+    leases = SnowflakeLeases(client, pipeline.sql_client, timeout, on_wait)
+    try:
+        yield leases
+    finally:
+        leases.close()
+        with contextlib.suppress(Exception):
+            client.close_connection()
+
+
+def _open_client(pipeline: dlt.Pipeline) -> Any:
+    """A connection of the run's own to the destination; failing is configuration to fix (exit 2)."""
+    try:
+        client = pipeline.sql_client()
+        client.open_connection()
+    except Exception as exc:  # first contact with the server: credentials, host, database
+        raise destination_error(pipeline, exc) from exc
+    return client
 
 
 def _open_lock_file(path: str) -> IO[str]:
