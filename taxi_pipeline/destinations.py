@@ -41,7 +41,7 @@ def make_destination(name: str) -> Destination:
         if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
             return duckdb()
         return duckdb(credentials=DEFAULT_DUCKDB_FILE)
-    return Destination.from_reference(name)
+    return snowflake()
 
 
 class _CatalogQualifiedSqlClient(DuckDbSqlClient):
@@ -149,6 +149,17 @@ class postgres(dlt.destinations.postgres):  # noqa: N801 - dlt takes the destina
         from taxi_pipeline.binary_copy import BinaryCopyClient
 
         return BinaryCopyClient
+
+
+class snowflake(dlt.destinations.snowflake):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's Snowflake destination whose schema changes are made under a lease of the dataset (`leases`)."""
+
+    @property
+    def client_class(self) -> Type[Any]:
+        """Our job client (imported here: it needs the Snowflake connector, which other installs lack)."""
+        from taxi_pipeline.leases import LeasedSnowflakeClient
+
+        return LeasedSnowflakeClient
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:

@@ -52,7 +52,7 @@ from taxi_pipeline.helpers import (
     walk_notice,
 )
 from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
-from taxi_pipeline.locks import RunLock, run_lock, working_folder
+from taxi_pipeline.locks import SIDE_BY_SIDE, RunLock, run_lock, working_folder
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
 from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record, zones_record
@@ -77,10 +77,7 @@ REPLACED = "replaced"
 SKIPPED = "skipped"
 FAILED = "failed"
 LOADED_BY_ANOTHER_RUN = "loaded by another run meanwhile"
-ONE_WRITER = {
-    "duckdb": "a DuckDB file takes one writer",
-    "snowflake": "runs on Snowflake do not load side by side yet",
-}
+ONE_WRITER = {"duckdb": "a DuckDB file takes one writer"}
 """Why a destination loads one month at a time, whatever `workers` says."""
 _ZONES_PENDING: Any = object()
 """The zone lookup rode along with a month that did not land: the next month's run takes it."""
@@ -206,7 +203,7 @@ def run(
     `progress`: a dlt collector hearing each file's bytes and rows (`taxi_pipeline.progress.MonthProgress`);
     `dbt_output`: where dbt's log goes (default: stdout). `workers` (default `sources.taxi.workers`, 1): months
     loaded at a time, each by a process of its own (`taxi_pipeline.workers`), where runs can load side by side
-    (Postgres); DuckDB and Snowflake load one month at a time, and say so.
+    (Postgres, Snowflake); DuckDB loads one month at a time, and says so.
     """
     if dbt:
         require_dbt()  # before anything is loaded: a missing extra is configuration to fix, not a failed load
@@ -687,7 +684,7 @@ def _opened(
     is configuration to fix (exit 2), naming the credentials setting.
     """
     pipeline = make_pipeline(destination, progress=progress)
-    shared = destination_kind(pipeline) == "postgres"  # runs load side by side, month by month (`locks`)
+    shared = destination_kind(pipeline) in SIDE_BY_SIDE  # runs load side by side, month by month (`locks`)
     with working_folder(pipeline.pipelines_dir, pipeline.pipeline_name, shared, on_notice) as folder:
         if folder != pipeline.pipelines_dir:
             pipeline = make_pipeline(destination, progress=progress, folder=folder)

@@ -10,7 +10,7 @@ does.
 
 Ctrl-C or SIGTERM stops the run and every worker with it (each drops the month it has in flight, as a stopped
 run does); a worker that dies fails the month it had, and the others go on; a worker whose run is gone stops.
-Only where runs load side by side (Postgres): a DuckDB file takes one writer, and Snowflake has no month lock yet.
+Only where runs load side by side (Postgres, Snowflake): a DuckDB file takes one writer.
 """
 
 from __future__ import annotations

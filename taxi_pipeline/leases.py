@@ -1,0 +1,271 @@
+"""Month locks on Snowflake: leases, rows of a table of ours, where Postgres has advisory locks.
+
+Snowflake has no advisory or session locks (`SELECT … FOR UPDATE` is for hybrid tables only). What it does have
+(docs: Transactions, "Resource locking" and "Read committed isolation"):
+
+- UPDATE, DELETE and MERGE lock their table until their transaction ends, so two of them on one table do not run
+  side by side: the second waits;
+- each statement sees what was committed before it began.
+
+So a lease is a row of `_taxi_locks` in the raw dataset (key, owner, expiry in server time), taken in one short
+transaction:
+
+1. an UPDATE of the table's guard row takes the table's lock: a second run taking a lease waits there until the
+   first one commits;
+2. a SELECT, begun after that, sees every lease committed before it: a live lease of another owner means the key
+   is held (the transaction is rolled back, the run polls again);
+3. otherwise the key's expired lease, if any, is deleted, ours inserted, and the transaction commits.
+
+A lease lasts `taxi_pipeline.lease_seconds` (default 120 s) and is renewed every third of that by a thread on a
+connection of its own, so a run that dies (`kill -9`, a lost worker) leaves its months to another run once its
+leases expire, with no one to release them. A run that could not renew in time has lost its leases: `check()`
+stops it before its next month. A lease lost in the middle of a month (a run frozen for longer than a lease) can
+let a second run load that month too; the reconciliation after each load counts the month, finds it doubled,
+fails it, and the next run replaces it.
+
+A key's waiting, timeouts and messages are the same as on Postgres (`locks.KeyedLock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator, Optional, Set
+
+from dlt.common import logger
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.impl.snowflake.snowflake import SnowflakeClient
+from dlt.destinations.impl.snowflake.sql_client import SnowflakeSqlClient
+
+from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.locks import SCHEMA_LOCK, KeyedLock, SchemaChangesLocked, lock_timeout, seconds_setting
+
+LOCKS_TABLE = "_taxi_locks"
+"""The leases' table, in the raw dataset."""
+DEFAULT_LEASE_SECONDS = 120.0
+_GUARD = "*"
+"""The key of the guard row, whose UPDATE takes the leases table's lock while a lease is taken."""
+_BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait")
+"""Words of errors that only mean another run's lease transaction was in the way: the key is polled again.
+
+Snowflake aborts a statement that waited for a lock too long or behind too many others ("… waiting for lock …",
+"… number of waiters for this lock exceeds …"); DuckDB under fakesnow reports a write-write "Conflict".
+"""
+
+
+class SnowflakeLeases(KeyedLock):
+    """The run's leases on a Snowflake dataset (see the module's docstring).
+
+    `client`: an open dlt SQL client of the dataset, for taking and giving back leases; `open_client` makes another
+    one, for the renewing thread. `close()` gives back every lease still held.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        open_client: Callable[[], Any],
+        timeout: float,
+        on_wait: Optional[Callable[[str], None]] = None,
+        lease_seconds: Optional[float] = None,
+    ) -> None:
+        super().__init__(timeout, on_wait)
+        if lease_seconds is None:
+            lease_seconds = seconds_setting("lease_seconds", DEFAULT_LEASE_SECONDS)
+        self._client, self._open_client, self._seconds = client, open_client, max(float(lease_seconds), 1.0)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held: Set[str] = set()
+        self._mutex = threading.Lock()
+        self._lost: Optional[LoadError] = None
+        self._stopping = threading.Event()
+        self._renewer: Optional[threading.Thread] = None
+        self._made = False
+        names = [client.escape_column_name(n) for n in ("lock_key", "owner", "expires_at")]
+        self._key, self._owner, self._expires = names
+        self._table = client.make_qualified_table_name(LOCKS_TABLE)
+
+    # --- taking and giving back
+
+    def _try(self, key: str) -> bool:
+        self._make_table()
+        client, table = self._client, self._table
+        try:
+            with client.begin_transaction():
+                # a real write (a no-op UPDATE may take no lock): waits for another run's lease transaction
+                guard = f"UPDATE {table} SET {self._owner} = %s, {self._expires} = SYSDATE() WHERE {self._key} = %s"
+                client.execute_sql(guard, self.owner, _GUARD)
+                if self._holders(client, key) - {self.owner}:
+                    raise _Held()  # rolls the transaction back
+                client.execute_sql(f"DELETE FROM {table} WHERE {self._key} = %s", key)
+                client.execute_sql(
+                    f"INSERT INTO {table} ({self._key}, {self._owner}, {self._expires})"
+                    f" VALUES (%s, %s, DATEADD(second, {int(self._seconds)}, SYSDATE()))",
+                    key,
+                    self.owner,
+                )
+        except _Held:
+            return False
+        except Exception as exc:
+            if _is_busy(exc):
+                return False
+            raise
+        with self._mutex:
+            self._held.add(key)
+        self._start_renewing()
+        return True
+
+    def _release(self, key: str) -> None:
+        with self._mutex:
+            self._held.discard(key)
+        try:
+            sql = f"DELETE FROM {self._table} WHERE {self._key} = %s AND {self._owner} = %s"
+            self._client.execute_sql(sql, key, self.owner)
+        except Exception as exc:  # it expires on its own
+            logger.warning(f"lease {key} not given back (it expires in {self._seconds:.0f} s): {one_line(exc)}")
+
+    def busy(self, table: str, month: str) -> bool:
+        """Whether another run holds a live lease of `table`'s `month` (a look, nothing taken)."""
+        try:
+            return bool(self._holders(self._client, f"{table}:{month}") - {self.owner})
+        except DatabaseUndefinedRelation:
+            return False
+
+    def check(self) -> None:
+        """Fail if a lease held has been lost: not renewed in time, or taken over after it expired."""
+        if self._lost is not None:
+            raise self._lost
+        with self._mutex:
+            held = set(self._held)
+        if not held:
+            return
+        try:
+            ours = self._live_keys(self._client)
+        except Exception as exc:
+            raise LoadError(f"lost the run lock (the lock connection to snowflake dropped): {one_line(exc)}") from exc
+        with self._mutex:
+            lost = (held & self._held) - ours
+        if lost:
+            raise LoadError(f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over")
+
+    def close(self) -> None:
+        """Stop renewing and give back every lease still held."""
+        self._stopping.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=self._seconds)
+        with self._mutex:
+            held, self._held = self._held, set()
+        if held:
+            with contextlib.suppress(Exception):  # they expire on their own
+                self._client.execute_sql(f"DELETE FROM {self._table} WHERE {self._owner} = %s", self.owner)
+
+    # --- the table
+
+    def _make_table(self) -> None:
+        """The leases table and its guard row, where missing (two runs may both add a guard row: harmless)."""
+        if self._made:
+            return
+        client, table = self._client, self._table
+        client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {client.fully_qualified_dataset_name()}")
+        client.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {table} ({self._key} varchar(512) NOT NULL,"
+            f" {self._owner} varchar(512) NOT NULL, {self._expires} timestamp_ntz NOT NULL)"
+        )
+        client.execute_sql(
+            f"INSERT INTO {table} ({self._key}, {self._owner}, {self._expires}) SELECT %s, '', SYSDATE()"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {self._key} = %s)",
+            _GUARD,
+            _GUARD,
+        )
+        self._made = True
+
+    def _holders(self, client: Any, key: str) -> Set[str]:
+        sql = f"SELECT {self._owner} FROM {self._table} WHERE {self._key} = %s AND {self._expires} > SYSDATE()"
+        return {str(row[0]) for row in client.execute_sql(sql, key) or []}
+
+    def _live_keys(self, client: Any) -> Set[str]:
+        sql = f"SELECT {self._key} FROM {self._table} WHERE {self._owner} = %s AND {self._expires} > SYSDATE()"
+        return {str(row[0]) for row in client.execute_sql(sql, self.owner) or []}
+
+    # --- renewing
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew, name="taxi-pipeline-leases", daemon=True)
+            self._renewer.start()
+
+    def _renew(self) -> None:
+        """Every third of a lease: push the expiry of every lease held; note a lease lost, or too long unrenewed."""
+        client: Any = None
+        renewed = time.monotonic()
+        try:
+            while not self._stopping.wait(self._seconds / 3):
+                with self._mutex:
+                    if not self._held:
+                        renewed = time.monotonic()
+                        continue
+                    held = set(self._held)  # committed before they were added: renewed below, or lost
+                try:
+                    if client is None:
+                        client = self._open_client()
+                        client.open_connection()
+                    client.execute_sql(
+                        f"UPDATE {self._table} SET {self._expires} = DATEADD(second, {int(self._seconds)}, SYSDATE())"
+                        f" WHERE {self._owner} = %s",
+                        self.owner,
+                    )
+                    ours = self._live_keys(client)
+                except Exception as exc:
+                    if client is not None:
+                        with contextlib.suppress(Exception):
+                            client.close_connection()
+                    client = None
+                    if time.monotonic() - renewed > self._seconds:
+                        why = one_line(exc)
+                        self._lost = LoadError(f"lost the run lock: its leases were not renewed in time ({why})")
+                    continue
+                renewed = time.monotonic()
+                with self._mutex:
+                    lost = (held & self._held) - ours  # not those given back meanwhile
+                if lost:
+                    self._lost = LoadError(
+                        f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over"
+                    )
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close_connection()
+
+
+class _Held(Exception):
+    """The key is held by another run (raised inside the lease transaction to roll it back)."""
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in _BUSY)
+
+
+class LeasedSnowflakeClient(SchemaChangesLocked, SnowflakeClient):
+    """dlt's Snowflake job client, its schema changes made under the dataset's schema lease (`SchemaChangesLocked`).
+
+    The lease is taken and given back on the client's own connection; a lease held longer than a third of its
+    time is renewed on another.
+    """
+
+    @contextlib.contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        leases = SnowflakeLeases(self.sql_client, self._another_sql_client, lock_timeout())
+        try:
+            with leases.held(SCHEMA_LOCK, f"the schema of {self.sql_client.dataset_name}"):
+                yield
+        finally:
+            leases.close()
+
+    def _another_sql_client(self) -> SnowflakeSqlClient:
+        sql, config = self.sql_client, self.config
+        return SnowflakeSqlClient(
+            sql.dataset_name, sql.staging_dataset_name, config.credentials, self.capabilities, config.query_tag
+        )
