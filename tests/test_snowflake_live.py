@@ -57,3 +57,23 @@ def test_snowflake_live_load_rerun_and_replace(mirror, cli, live_dataset):
     r = cli(*args)
     assert r.code == 0 and "replaced" in r.out, r
     assert month_counts(make_pipeline("snowflake"), "green_tripdata") == {"2019-01": 21, "2019-02": 10}
+
+
+def test_snowflake_live_workers_load_months_side_by_side(mirror, cli, live_dataset):
+    """`--workers 2` on a live account: each worker process takes its months' leases; all exact, all given back."""
+    from taxi_pipeline.leases import LOCKS_TABLE
+    from taxi_pipeline.pipeline import make_pipeline
+    from taxi_pipeline.table_months import month_counts
+
+    months = {"2019-01": 12, "2019-02": 9, "2019-03": 7}
+    for month, rows in months.items():
+        mirror.trips("green", month, rows)
+    args = ["--dest", "snowflake", "--base-url", mirror.url, "--taxi", "green", "--start", "2019-01"]
+    r = cli(*args, "--end", "2019-03", "--workers", "2")
+    assert r.code == 0, r
+    assert "loads one month at a time" not in r.err
+    pipeline = make_pipeline("snowflake")
+    assert month_counts(pipeline, "green_tripdata") == months
+    with pipeline.sql_client() as client:
+        keys = client.execute_sql(f"SELECT lock_key FROM {client.make_qualified_table_name(LOCKS_TABLE)}")
+    assert [k[0] for k in keys] == ["*"]  # only the guard row: every lease given back
