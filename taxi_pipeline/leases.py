@@ -154,7 +154,7 @@ class SnowflakeLeases(KeyedLock):
         """Stop renewing and give back every lease still held."""
         self._stopping.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=self._seconds)
+            self._renewer.join(timeout=5.0)  # between two renewals: at once
         with self._mutex:
             held, self._held = self._held, set()
         if held:

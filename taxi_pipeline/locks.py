@@ -71,6 +71,10 @@ class RunLock:
         """Hold `table`'s staging table (a replacement) for the block, waiting for another run that holds it."""
         yield
 
+    def dbt_build(self, schema: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the dbt build into `schema` for the block (two builds at once could both insert a month's rows)."""
+        return contextlib.nullcontext()
+
     def busy(self, table: str, month: str) -> bool:
         """Whether another run holds `table`'s `month` now (it is loading it: no use fetching it ahead)."""
         return False
@@ -131,9 +135,9 @@ class KeyedLock(RunLock):
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def held(self, key: str, what: str) -> Iterator[None]:
+    def held(self, key: str, what: str, doing: str = "loading") -> Iterator[None]:
         """Hold `key` for the block, waiting (up to the lock timeout) for another run that holds it."""
-        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, "loading")
+        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, doing)
         try:
             yield
         finally:
@@ -146,6 +150,10 @@ class KeyedLock(RunLock):
     def staging(self, table: str) -> contextlib.AbstractContextManager[None]:
         """The lock of `table`'s staging table, by its key `table:staging`."""
         return self.held(f"{table}:staging", f"the staging table of {table} (replacing a month)")
+
+    def dbt_build(self, schema: str) -> contextlib.AbstractContextManager[None]:
+        """The lock of the dbt build into `schema`, by its key `dbt:schema`."""
+        return self.held(f"dbt:{schema}", f"the dbt build into schema {schema}", "running")
 
     def busy(self, table: str, month: str) -> bool:
         """Whether another run holds `table`'s `month`: taken and given back at once if not."""

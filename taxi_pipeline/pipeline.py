@@ -70,7 +70,7 @@ from taxi_pipeline.settings import (
 from taxi_pipeline.source import taxi_source, zones_load_file
 from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
 from taxi_pipeline.table_months import TableMonths, count_rows, month_counts, months_present
-from taxi_pipeline.transform import DbtResult, build_changed, changed_months, require_dbt, zones_changed
+from taxi_pipeline.transform import DbtResult, build_changed, changed_months, dbt_schema, require_dbt, zones_changed
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -252,14 +252,16 @@ def run(
             if pool:
                 result.results.extend(pool.wait())
                 result.results.sort(key=_result_order(taxis))
-        if dbt:
-            # months loaded without dbt, or left by a failed build, are taken as well as this run's
-            changed = any(changed_months(pipeline).values()) or zones_changed(pipeline)
-            if result.ok and changed:
-                result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
-            elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds
-                reason = "no month changed since the last dbt build" if result.ok else "the load failed"
-                on_notice(f"dbt build skipped: {reason}")
+        if dbt and not result.ok:
+            if on_notice:
+                on_notice("dbt build skipped: the load failed")
+        elif dbt:
+            with lock.dbt_build(dbt_schema()):  # one build into a schema at a time, whichever run makes it
+                # months loaded without dbt, or left by a failed build, are taken as well as this run's
+                if any(changed_months(pipeline).values()) or zones_changed(pipeline):
+                    result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
+                elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds
+                    on_notice("dbt build skipped: no month changed since the last dbt build")
         return result
 
 
@@ -716,10 +718,11 @@ def build_models(
     """
     require_dbt()
     require_database(destination)
-    with _opened(destination, on_notice) as (pipeline, _):
+    with _opened(destination, on_notice) as (pipeline, lock):
         if not any(month_records(pipeline, s.table) for s in TRIP_SCHEMAS.values()):
             raise ConfigError(f"nothing is loaded into {destination} yet: load some months first, then run dbt")
-        return build_changed(pipeline, output=output, full_refresh=full_refresh, on_notice=on_notice)
+        with lock.dbt_build(dbt_schema()):
+            return build_changed(pipeline, output=output, full_refresh=full_refresh, on_notice=on_notice)
 
 
 def require_database(destination: str) -> None:

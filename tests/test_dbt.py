@@ -93,6 +93,32 @@ def test_dbt_on_postgres_builds_models_with_correct_numbers(mirror, cli, pg):
     assert pg.query("select count(*) from taxi.fct_trips") == [(103,)]
 
 
+def test_dbt_builds_into_one_schema_take_turns(mirror, cli, pg, monkeypatch):
+    """Two builds into one schema at once could both delete and insert a month's fact rows: a run's build waits
+    for the build lock of its schema (held here by the test, as another run's build would)."""
+    import psycopg2
+
+    publish_two_services(mirror)
+    monkeypatch.setenv("TAXI_PIPELINE__LOCK_TIMEOUT", "1")
+    args = ["--dest", "postgres", "--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01"]
+    holder = psycopg2.connect(pg.dsn)
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtext('taxi_raw'), hashtext('dbt:taxi'))")
+            r = cli(*args, "--dbt")
+            built = pg.query("select to_regclass('taxi.fct_trips')")
+    finally:
+        holder.close()
+    assert r.code == 1, r
+    assert "note: another taxi_pipeline run is running the dbt build into schema taxi; waiting for it" in r.err
+    assert "error: another taxi_pipeline run kept the dbt build into schema taxi busy for 1 s" in r.err
+    assert built == [(None,)]  # no build while another one held the schema
+    assert pg.month_counts("green_tripdata") == {"2019-01": 60}  # the months loaded all the same
+    assert cli("dbt", "--dest", "postgres").code == 0  # the lock given back: the build runs
+    assert as_mart(pg.query(mart_sql())) == expected_mart(mirror)
+
+
 def expected_taxi_vs_app(mirror) -> dict:
     """(pickup zone id, ride type) → (trips, fare, paid) from the files served, by the documented rules.
 
