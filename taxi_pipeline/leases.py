@@ -95,8 +95,7 @@ class SnowflakeLeases(KeyedLock):
         try:
             with client.begin_transaction():
                 # a real write (a no-op UPDATE may take no lock): waits for another run's lease transaction
-                guard = f"UPDATE {table} SET {self._owner} = %s, {self._expires} = SYSDATE() WHERE {self._key} = %s"
-                client.execute_sql(guard, self.owner, _GUARD)
+                client.execute_sql(f"UPDATE {table} SET {self._expires} = SYSDATE() WHERE {self._key} = %s", _GUARD)
                 if self._holders(client, key) - {self.owner}:
                     raise _Held()  # rolls the transaction back
                 client.execute_sql(f"DELETE FROM {table} WHERE {self._key} = %s", key)
@@ -159,7 +158,8 @@ class SnowflakeLeases(KeyedLock):
             held, self._held = self._held, set()
         if held:
             with contextlib.suppress(Exception):  # they expire on their own
-                self._client.execute_sql(f"DELETE FROM {self._table} WHERE {self._owner} = %s", self.owner)
+                sql = f"DELETE FROM {self._table} WHERE {self._owner} = %s AND {self._key} <> %s"
+                self._client.execute_sql(sql, self.owner, _GUARD)
 
     # --- the table
 
@@ -213,8 +213,9 @@ class SnowflakeLeases(KeyedLock):
                         client.open_connection()
                     client.execute_sql(
                         f"UPDATE {self._table} SET {self._expires} = DATEADD(second, {int(self._seconds)}, SYSDATE())"
-                        f" WHERE {self._owner} = %s",
+                        f" WHERE {self._owner} = %s AND {self._key} <> %s",
                         self.owner,
+                        _GUARD,
                     )
                     ours = self._live_keys(client)
                 except Exception as exc:
