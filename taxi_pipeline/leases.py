@@ -47,6 +47,7 @@ from taxi_pipeline.locks import SCHEMA_LOCK, KeyedLock, SchemaChangesLocked, loc
 LOCKS_TABLE = "_taxi_locks"
 """The leases' table, in the raw dataset."""
 DEFAULT_LEASE_SECONDS = 120.0
+_MAKE_ATTEMPTS = 5
 _GUARD = "*"
 """The key of the guard row, whose UPDATE takes the leases table's lock while a lease is taken."""
 _BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait")
@@ -164,7 +165,21 @@ class SnowflakeLeases(KeyedLock):
     # --- the table
 
     def _make_table(self) -> None:
-        """The leases table and its guard row, where missing (two runs may both add a guard row: harmless)."""
+        """The leases table and its guard row, where missing (two runs may both add a guard row: harmless).
+
+        Runs that make it at the same moment can trip over each other's DDL on some engines (DuckDB under fakesnow
+        reports a catalog conflict): the statements are tried again, `IF NOT EXISTS` finding what the other made.
+        """
+        for attempt in range(_MAKE_ATTEMPTS):
+            try:
+                self._make_table_once()
+                return
+            except Exception:
+                if attempt + 1 == _MAKE_ATTEMPTS:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    def _make_table_once(self) -> None:
         if self._made:
             return
         client, table = self._client, self._table
