@@ -16,12 +16,19 @@ transaction:
    is held (the transaction is rolled back, the run polls again);
 3. otherwise the key's expired lease, if any, is deleted, ours inserted, and the transaction commits.
 
+A key another run holds is seen with a plain SELECT first, so waiting runs poll without taking the table's lock.
+
 A lease lasts `taxi_pipeline.lease_seconds` (default 120 s) and is renewed every third of that by a thread on a
 connection of its own, so a run that dies (`kill -9`, a lost worker) leaves its months to another run once its
-leases expire, with no one to release them. A run that could not renew in time has lost its leases: `check()`
-stops it before its next month. A lease lost in the middle of a month (a run frozen for longer than a lease) can
-let a second run load that month too; the reconciliation after each load counts the month, finds it doubled,
-fails it, and the next run replaces it.
+leases expire, with no one to release them. A run that could not renew for two thirds of a lease counts its
+leases lost: `check()` stops it before its next month. A lease lost in the middle of a month (a run frozen for
+longer than a lease) can let a second run load that month too; the reconciliation after each load counts the
+month, finds it doubled, fails it, and the next run replaces it.
+
+The lease connections wait for a table lock at most a sixth of a lease and run a statement at most a third of
+one (`LOCK_TIMEOUT`, `STATEMENT_TIMEOUT_IN_SECONDS`; Snowflake's default lock wait is 12 hours): a run killed
+inside a lease transaction leaves it open, holding the table's lock, until Snowflake aborts it; meanwhile the
+others' statements give up and poll again instead of hanging past their own leases' expiry.
 
 A key's waiting, timeouts and messages are the same as on Postgres (`locks.KeyedLock`).
 """
@@ -29,12 +36,13 @@ A key's waiting, timeouts and messages are the same as on Postgres (`locks.Keyed
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator, Optional, Set
+from typing import Any, Callable, Dict, Iterator, Optional, Set
 
 from dlt.common import logger
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -47,23 +55,28 @@ from taxi_pipeline.locks import SCHEMA_LOCK, KeyedLock, SchemaChangesLocked, loc
 LOCKS_TABLE = "_taxi_locks"
 """The leases' table, in the raw dataset."""
 DEFAULT_LEASE_SECONDS = 120.0
+POLL_SECONDS = 2.0
+"""How often a run waiting for a key looks again (each look is a query on the warehouse)."""
 _MAKE_ATTEMPTS = 5
 _GUARD = "*"
 """The key of the guard row, whose UPDATE takes the leases table's lock while a lease is taken."""
-_BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait")
+_BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait", "lock timeout", "timeout")
 """Words of errors that only mean another run's lease transaction was in the way: the key is polled again.
 
-Snowflake aborts a statement that waited for a lock too long or behind too many others ("… waiting for lock …",
-"… number of waiters for this lock exceeds …"); DuckDB under fakesnow reports a write-write "Conflict".
+Snowflake aborts a statement that waited for a lock longer than `LOCK_TIMEOUT` or behind too many others
+("… number of waiters for this lock exceeds …"); DuckDB under fakesnow reports a write-write "Conflict".
 """
 
 
 class SnowflakeLeases(KeyedLock):
     """The run's leases on a Snowflake dataset (see the module's docstring).
 
-    `client`: an open dlt SQL client of the dataset, for taking and giving back leases; `open_client` makes another
-    one, for the renewing thread. `close()` gives back every lease still held.
+    `client`: an open dlt SQL client of the dataset, the leases' own (its session's lock and statement timeouts
+    are set here); `open_client` makes another one, for the renewing thread. `close()` gives back every lease
+    still held; the caller closes `client`.
     """
+
+    poll_seconds = POLL_SECONDS
 
     def __init__(
         self,
@@ -78,7 +91,9 @@ class SnowflakeLeases(KeyedLock):
             lease_seconds = seconds_setting("lease_seconds", DEFAULT_LEASE_SECONDS)
         self._client, self._open_client, self._seconds = client, open_client, max(float(lease_seconds), 1.0)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held: Set[str] = set()
+        self._held: Dict[str, int] = {}
+        """Keys held → the number of the take, so a key given back and taken again is not the one renewed before."""
+        self._takes = itertools.count(1)
         self._mutex = threading.Lock()
         self._lost: Optional[LoadError] = None
         self._stopping = threading.Event()
@@ -87,12 +102,15 @@ class SnowflakeLeases(KeyedLock):
         names = [client.escape_column_name(n) for n in ("lock_key", "owner", "expires_at")]
         self._key, self._owner, self._expires = names
         self._table = client.make_qualified_table_name(LOCKS_TABLE)
+        self._limit_waits(client)
 
     # --- taking and giving back
 
     def _try(self, key: str) -> bool:
         self._make_table()
         client, table = self._client, self._table
+        if self._holders(client, key) - {self.owner}:
+            return False  # held: seen without the table's lock
         try:
             with client.begin_transaction():
                 # a real write (a no-op UPDATE may take no lock): waits for another run's lease transaction
@@ -102,24 +120,29 @@ class SnowflakeLeases(KeyedLock):
                 client.execute_sql(f"DELETE FROM {table} WHERE {self._key} = %s", key)
                 client.execute_sql(
                     f"INSERT INTO {table} ({self._key}, {self._owner}, {self._expires})"
-                    f" VALUES (%s, %s, DATEADD(second, {int(self._seconds)}, SYSDATE()))",
+                    f" VALUES (%s, %s, {self._expiry()})",
                     key,
                     self.owner,
                 )
+                with self._mutex:  # before the commit: an interrupt after it still gives the lease back at close
+                    self._held[key] = next(self._takes)
         except _Held:
             return False
-        except Exception as exc:
+        except BaseException as exc:
+            with self._mutex:
+                self._held.pop(key, None)
+            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: dlt rolls back on errors only
+                self._roll_back()
+                raise
             if _is_busy(exc):
                 return False
             raise
-        with self._mutex:
-            self._held.add(key)
         self._start_renewing()
         return True
 
     def _release(self, key: str) -> None:
         with self._mutex:
-            self._held.discard(key)
+            self._held.pop(key, None)
         try:
             sql = f"DELETE FROM {self._table} WHERE {self._key} = %s AND {self._owner} = %s"
             self._client.execute_sql(sql, key, self.owner)
@@ -138,31 +161,49 @@ class SnowflakeLeases(KeyedLock):
         if self._lost is not None:
             raise self._lost
         with self._mutex:
-            held = set(self._held)
+            held = dict(self._held)
         if not held:
             return
         try:
             ours = self._live_keys(self._client)
         except Exception as exc:
             raise LoadError(f"lost the run lock (the lock connection to snowflake dropped): {one_line(exc)}") from exc
-        with self._mutex:
-            lost = (held & self._held) - ours
+        lost = self._lost_of(held, ours)
         if lost:
             raise LoadError(f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over")
 
     def close(self) -> None:
-        """Stop renewing and give back every lease still held."""
+        """Stop renewing and give back every lease of this run (one left by an interrupted take too)."""
         self._stopping.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5.0)  # between two renewals: at once
         with self._mutex:
-            held, self._held = self._held, set()
-        if held:
-            with contextlib.suppress(Exception):  # they expire on their own
-                sql = f"DELETE FROM {self._table} WHERE {self._owner} = %s AND {self._key} <> %s"
-                self._client.execute_sql(sql, self.owner, _GUARD)
+            self._held = {}
+        if not self._made:
+            return
+        self._roll_back()  # a take interrupted inside its transaction
+        with contextlib.suppress(Exception):  # they expire on their own
+            sql = f"DELETE FROM {self._table} WHERE {self._owner} = %s AND {self._key} <> %s"
+            self._client.execute_sql(sql, self.owner, _GUARD)
 
-    # --- the table
+    def _lost_of(self, held: Dict[str, int], ours: Set[str]) -> Set[str]:
+        """Keys of `held` (a snapshot taken before `ours` was read) still held by the same take and not live."""
+        with self._mutex:
+            return {key for key, take in held.items() if self._held.get(key) == take and key not in ours}
+
+    def _roll_back(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.rollback_transaction()
+
+    # --- the table and the sessions
+
+    def _limit_waits(self, client: Any) -> None:
+        """Lock waits and statements of a lease session end well within a lease (Snowflake waits 12 h by default)."""
+        lock_wait, statement = max(int(self._seconds / 6), 1), max(int(self._seconds / 3), 1)
+        client.execute_sql(f"ALTER SESSION SET LOCK_TIMEOUT = {lock_wait}, STATEMENT_TIMEOUT_IN_SECONDS = {statement}")
+
+    def _expiry(self) -> str:
+        return f"DATEADD(millisecond, {int(self._seconds * 1000)}, SYSDATE())"
 
     def _make_table(self) -> None:
         """The leases table and its guard row, where missing (two runs may both add a guard row: harmless).
@@ -183,7 +224,8 @@ class SnowflakeLeases(KeyedLock):
         if self._made:
             return
         client, table = self._client, self._table
-        client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {client.fully_qualified_dataset_name()}")
+        if not client.has_dataset():  # CREATE SCHEMA IF NOT EXISTS needs the privilege even where it exists
+            client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {client.fully_qualified_dataset_name()}")
         client.execute_sql(
             f"CREATE TABLE IF NOT EXISTS {table} ({self._key} varchar(512) NOT NULL,"
             f" {self._owner} varchar(512) NOT NULL, {self._expires} timestamp_ntz NOT NULL)"
@@ -218,16 +260,17 @@ class SnowflakeLeases(KeyedLock):
         try:
             while not self._stopping.wait(self._seconds / 3):
                 with self._mutex:
-                    if not self._held:
-                        renewed = time.monotonic()
-                        continue
-                    held = set(self._held)  # committed before they were added: renewed below, or lost
+                    held = dict(self._held)  # committed before they were added: renewed below, or lost
+                if not held:
+                    renewed = time.monotonic()
+                    continue
                 try:
                     if client is None:
                         client = self._open_client()
                         client.open_connection()
+                        self._limit_waits(client)
                     client.execute_sql(
-                        f"UPDATE {self._table} SET {self._expires} = DATEADD(second, {int(self._seconds)}, SYSDATE())"
+                        f"UPDATE {self._table} SET {self._expires} = {self._expiry()}"
                         f" WHERE {self._owner} = %s AND {self._key} <> %s",
                         self.owner,
                         _GUARD,
@@ -238,13 +281,12 @@ class SnowflakeLeases(KeyedLock):
                         with contextlib.suppress(Exception):
                             client.close_connection()
                     client = None
-                    if time.monotonic() - renewed > self._seconds:
+                    if time.monotonic() - renewed > self._seconds * 2 / 3:  # before the server lets them go
                         why = one_line(exc)
                         self._lost = LoadError(f"lost the run lock: its leases were not renewed in time ({why})")
                     continue
                 renewed = time.monotonic()
-                with self._mutex:
-                    lost = (held & self._held) - ours  # not those given back meanwhile
+                lost = self._lost_of(held, ours)
                 if lost:
                     self._lost = LoadError(
                         f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over"
@@ -267,18 +309,23 @@ def _is_busy(exc: BaseException) -> bool:
 class LeasedSnowflakeClient(SchemaChangesLocked, SnowflakeClient):
     """dlt's Snowflake job client, its schema changes made under the dataset's schema lease (`SchemaChangesLocked`).
 
-    The lease is taken and given back on the client's own connection; a lease held longer than a third of its
-    time is renewed on another.
+    The lease is taken on a connection of its own (its lock and statement timeouts are not the load's).
     """
 
     @contextlib.contextmanager
     def _schema_lock(self) -> Iterator[None]:
-        leases = SnowflakeLeases(self.sql_client, self._another_sql_client, lock_timeout())
+        client = self._another_sql_client()
+        client.open_connection()
         try:
-            with leases.held(SCHEMA_LOCK, f"the schema of {self.sql_client.dataset_name}"):
-                yield
+            leases = SnowflakeLeases(client, self._another_sql_client, lock_timeout())
+            try:
+                with leases.held(SCHEMA_LOCK, f"the schema of {self.sql_client.dataset_name}"):
+                    yield
+            finally:
+                leases.close()
         finally:
-            leases.close()
+            with contextlib.suppress(Exception):
+                client.close_connection()
 
     def _another_sql_client(self) -> SnowflakeSqlClient:
         sql, config = self.sql_client, self.config

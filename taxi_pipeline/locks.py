@@ -44,7 +44,7 @@ _POLL_SECONDS = 0.5
 SIDE_BY_SIDE = ("postgres", "snowflake")
 """Destinations whose runs load side by side, month by month (each month under its own lock)."""
 SCHEMA_LOCK = "schema"
-"""The Postgres advisory lock (with the dataset) under which schema changes are made (`binary_copy`)."""
+"""The key of the dataset's lock under which schema changes are made (`SchemaChangesLocked`)."""
 MAX_FOLDERS = 64
 """Working folders one destination dataset may have on one machine: runs beyond that wait for one."""
 
@@ -124,6 +124,8 @@ class KeyedLock(RunLock):
     """
 
     shared = True
+    poll_seconds = _POLL_SECONDS
+    """How often a run waiting for a key tries it again."""
 
     def __init__(self, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
         self._timeout, self._on_wait = timeout, on_wait
@@ -137,7 +139,7 @@ class KeyedLock(RunLock):
     @contextlib.contextmanager
     def held(self, key: str, what: str, doing: str = "loading") -> Iterator[None]:
         """Hold `key` for the block, waiting (up to the lock timeout) for another run that holds it."""
-        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, doing)
+        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, doing, self.poll_seconds)
         try:
             yield
         finally:
@@ -286,6 +288,7 @@ def _wait(
     timeout: float,
     on_wait: Optional[Callable[[str], None]],
     doing: str = "using",
+    poll_seconds: float = _POLL_SECONDS,
 ) -> None:
     deadline = time.monotonic() + timeout
     told = False
@@ -295,7 +298,7 @@ def _wait(
             told = True
         if time.monotonic() >= deadline:
             raise LoadError(f"another taxi_pipeline run kept {what} busy for {timeout:.0f} s; try again later")
-        time.sleep(_POLL_SECONDS)
+        time.sleep(poll_seconds)
 
 
 @contextlib.contextmanager

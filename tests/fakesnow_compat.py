@@ -19,6 +19,9 @@ Snowflake destination and the real fakesnow. Each shim names the gap it closes (
 7. dbt-snowflake's incremental models stage their new rows in `create or replace temporary table DB.SCHEMA.x`;
    DuckDB keeps temporary tables in its own `temp` catalog and refuses the qualified name → a plain table of
    that name (replaced by the next build, as Snowflake's would be at session end).
+8. `ALTER SESSION SET LOCK_TIMEOUT = …, STATEMENT_TIMEOUT_IN_SECONDS = …` (the lease sessions' limits,
+   taxi_pipeline/leases.py) is "not implemented"; DuckDB never waits for a lock (a conflict fails at once), so
+   the statement becomes a no-op.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ _MATCH_QUOTED = re.compile(r"MATCH_BY_COLUMN_NAME\s*=\s*'(\w+)'", re.IGNORECASE)
 _TEMPORARY_TABLE = re.compile(r"^(\s*create\s+or\s+replace\s+)temporary\s+(table\s)", re.IGNORECASE)
 
 
+_SESSION_TIMEOUTS = re.compile(r"^\s*ALTER\s+SESSION\s+SET\s+(LOCK_TIMEOUT|STATEMENT_TIMEOUT_IN_SECONDS)\b", re.I)
+
+
 def _rewrite(command: str) -> str:
+    if _SESSION_TIMEOUTS.match(command):  # 8
+        return "SELECT 1"
     command = _TEMPORARY_TABLE.sub(r"\1\2", command)  # 7
     if not command.lstrip().upper().startswith(("PUT", "COPY", "REMOVE")):
         return command
@@ -89,7 +97,7 @@ def apply() -> None:
 
     execute = cursor_cls.execute
 
-    def patched_execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:  # 3, 4, 5, 7
+    def patched_execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:  # 3, 4, 5, 7, 8
         return execute(self, _rewrite(command), *args, **kwargs)
 
     cursor_cls.execute = patched_execute  # type: ignore[method-assign]

@@ -52,7 +52,9 @@ def test_a_lease_is_held_until_given_back(snowflake):
             with second.month("green_tripdata", "2019-02"):  # another month: not in the way
                 first.check()
                 second.check()
-            assert not second.try_take("taxi_zone_lookup") or second.release("taxi_zone_lookup") is None
+            assert second.try_take("taxi_zone_lookup") and not first.try_take("taxi_zone_lookup")
+            second.release("taxi_zone_lookup")
+            assert first.try_take("taxi_zone_lookup")
         assert not second.busy("green_tripdata", "2019-01")
         with second.month("green_tripdata", "2019-01"):
             assert first.busy("green_tripdata", "2019-01")
@@ -183,3 +185,50 @@ def test_a_bad_lease_time_is_a_config_error(mirror, cli, snowflake, monkeypatch)
     r = sf_load(cli, mirror, "--month", "2019-01")
     assert r.code == 2, r
     assert said(r) == ["error: bad taxi_pipeline.lease_seconds 'soon': expected a number of seconds > 0"]
+
+
+def test_a_take_interrupted_inside_its_transaction_leaves_no_lease(snowflake):
+    """Ctrl-C right after the lease's INSERT, before its commit: the transaction is rolled back (dlt rolls back
+    on errors only), so the key is free for the next run at once, not after the lease expires."""
+    run, other = leases(), leases()
+    execute = run._client.execute_sql
+
+    def interrupted(sql, *args):
+        result = execute(sql, *args)
+        if sql.startswith("INSERT") and "DATEADD" in sql:
+            raise KeyboardInterrupt
+        return result
+
+    run._client.execute_sql = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.try_take("green_tripdata:2019-01")
+        run._client.execute_sql = execute
+        assert not other.busy("green_tripdata", "2019-01")
+        assert other.try_take("green_tripdata:2019-01")
+    finally:
+        run.close()
+        other.close()
+
+
+def test_leases_not_renewed_in_time_are_lost(snowflake):
+    """The renewing connection cannot be opened (the network is gone): after two thirds of a lease the run
+    counts its leases lost and stops before its next month."""
+    from taxi_pipeline.errors import LoadError
+    from taxi_pipeline.leases import SnowflakeLeases
+    from taxi_pipeline.pipeline import make_pipeline
+
+    def unreachable():
+        raise ConnectionError("network is unreachable")
+
+    client = make_pipeline("snowflake").sql_client()
+    client.open_connection()
+    run = SnowflakeLeases(client, unreachable, 1.0, lease_seconds=1.5)
+    try:
+        assert run.try_take("green_tripdata:2019-01")
+        time.sleep(1.8)
+        with pytest.raises(LoadError, match="not renewed in time .*network is unreachable"):
+            run.check()
+    finally:
+        run.close()
+        client.close_connection()
