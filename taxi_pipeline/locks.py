@@ -265,20 +265,21 @@ def _timeout(timeout: Optional[float]) -> float:
 
 def lock_timeout() -> float:
     """How long a run waits for a lock another run holds (`taxi_pipeline.lock_timeout`, seconds)."""
-    return seconds_setting("lock_timeout", DEFAULT_LOCK_TIMEOUT)
+    return seconds_setting("lock_timeout", DEFAULT_LOCK_TIMEOUT, zero=True)  # 0: do not wait
 
 
-def seconds_setting(key: str, default: float) -> float:
-    """A `taxi_pipeline.<key>` setting in seconds (a number > 0), else ConfigError."""
+def seconds_setting(key: str, default: float, zero: bool = False) -> float:
+    """A `taxi_pipeline.<key>` setting in seconds (a number > 0, or ≥ 0 with `zero`), else ConfigError."""
     value = dlt.config.get(f"taxi_pipeline.{key}")
     if value is None or value == "":
         return default
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        seconds = 0.0
-    if not seconds > 0:
-        raise ConfigError(f"bad taxi_pipeline.{key} {value!r}: expected a number of seconds > 0")
+        seconds = -1.0
+    if not (seconds >= 0 if zero else seconds > 0):
+        least = "≥ 0" if zero else "> 0"
+        raise ConfigError(f"bad taxi_pipeline.{key} {value!r}: expected a number of seconds {least}")
     return seconds
 
 

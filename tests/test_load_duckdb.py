@@ -509,3 +509,13 @@ def test_a_bad_value_late_in_a_month_inserts_none_of_its_rows(mirror, cli, duck)
     assert r.code == 1, r
     assert f"line {rows}, column 'fare_amount' (10th): cannot read 'abc' as a number" in r.err, r
     assert duck("select count(*) from taxi_raw.green_tripdata") == [(0,)]
+
+
+def test_a_bad_lock_timeout_is_a_config_error(mirror, cli, monkeypatch):
+    mirror.trips("green", "2019-01", 5)
+    monkeypatch.setenv("TAXI_PIPELINE__LOCK_TIMEOUT", "soon")
+    r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 2, r
+    assert messages(r.err) == ["error: bad taxi_pipeline.lock_timeout 'soon': expected a number of seconds ≥ 0"]
+    monkeypatch.setenv("TAXI_PIPELINE__LOCK_TIMEOUT", "0")  # do not wait: fine where nothing else runs
+    assert cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01").code == 0
