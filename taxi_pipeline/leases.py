@@ -170,7 +170,7 @@ class SnowflakeLeases(KeyedLock):
             raise LoadError(f"lost the run lock (the lock connection to snowflake dropped): {one_line(exc)}") from exc
         lost = self._lost_of(held, ours)
         if lost:
-            raise LoadError(f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over")
+            raise _lost_error(lost)
 
     def close(self) -> None:
         """Stop renewing and give back every lease of this run (one left by an interrupted take too)."""
@@ -288,13 +288,15 @@ class SnowflakeLeases(KeyedLock):
                 renewed = time.monotonic()
                 lost = self._lost_of(held, ours)
                 if lost:
-                    self._lost = LoadError(
-                        f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over"
-                    )
+                    self._lost = _lost_error(lost)
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close_connection()
+
+
+def _lost_error(lost: Set[str]) -> LoadError:
+    return LoadError(f"lost the run lock: the lease of {', '.join(sorted(lost))} expired or was taken over")
 
 
 class _Held(Exception):
