@@ -402,6 +402,8 @@ def _load_month(
                 prefetched=current,
                 zones_file=zones.file if zones is not None else None,
             )
+            # the rows the last load left unsummarized are read once, here, not once more by the probe below
+            _summarize_month_index(pipeline, schema.table)
             appended = not known.has_rows(plan.month)
             if appended:
                 # nothing of this month in the destination: one COPY/INSERT into the table is already atomic, so
@@ -425,6 +427,17 @@ def _load_month(
             zones_result = _zones_result(pipeline, zones, loaded_month.seconds) or _ZONES_PENDING
             lock.release(ZONES.table)
     return loaded_month, zones_result
+
+
+def _summarize_month_index(pipeline: dlt.Pipeline, table: str) -> None:
+    """`summarize_month_index` on a trip table before its month is probed and loaded; a failure is only logged.
+
+    It is only a speed-up (a role that does not own the table may not summarize): it never fails the load.
+    """
+    try:
+        summarize_month_index(pipeline, table, SOURCE_MONTH)
+    except Exception as exc:
+        logger.warning(f"month index on {table} not summarized: {one_line(exc)}")
 
 
 def _loaded_meanwhile(pipeline: dlt.Pipeline, lock: RunLock, table: str, plan: MonthPlan) -> Optional[Dict[str, Any]]:
@@ -605,11 +618,6 @@ def _load(
     """
     label = file_label(table, month)
     started = time.monotonic()
-    if month:
-        try:
-            summarize_month_index(pipeline, table, SOURCE_MONTH)
-        except Exception as exc:  # only a speed-up (e.g. the role does not own the table): never fail the load
-            logger.warning(f"month index on {table} not summarized: {one_line(exc)}")
     try:
         pipeline.extract(source)
         if after_extract:

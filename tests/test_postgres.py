@@ -355,6 +355,25 @@ def _heap_blocks(pg) -> int:
     return pg.query(sql)[0][0]
 
 
+def test_a_new_month_reads_the_last_loads_pages_once_not_twice(mirror, cli, pg):
+    """The rows a load leaves unsummarized match every month: the next month's probe would read them all.
+
+    The next load summarizes them first (one read), then probes the month (the index only). Probing first would
+    read them once more.
+    """
+    mirror.trips("green", "2019-01", 20000)
+    mirror.trips("green", "2019-02", 500)
+    assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    pg.query("ALTER TABLE taxi_raw.green_tripdata SET (autovacuum_enabled = false)")  # no reads but the run's
+    pg.query("ANALYZE taxi_raw.green_tripdata")  # statistics settled before the reads are counted
+    pages = pg.query("SELECT pg_relation_size('taxi_raw.green_tripdata') / current_setting('block_size')::int")[0][0]
+    assert pages > 300, pages
+
+    before = _heap_blocks(pg)
+    assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-02").code == 0
+    assert _heap_blocks(pg) - before < 1.2 * pages, pages  # January's pages once (summarized), not twice
+
+
 def test_rerun_probes_months_instead_of_counting_every_row(mirror, cli, pg):
     """A count reads every row of a month (minutes of I/O per run on a big table); a rerun probes the index."""
     mirror.trips("green", "2019-01", 6000)
