@@ -2,10 +2,11 @@
 
 A month's load file for Postgres is a small manifest naming the downloaded file (a one-line `jsonl`
 file, written by `load_files.write_manifest`). Its load job (`BinaryCopyJob`, run by dlt's loader like any
-other job) parses that file and streams the batches into one binary `COPY` on an ADBC connection, so the parse
-overlaps the server's ingest instead of preceding it, and memory holds a few batches, not the month. The
-transaction commits only when the month's rows in the table, counted inside it, are the rows parsed; a bad
-value fails the job before anything is committed.
+other job) parses that file, encodes the batches in PostgreSQL's binary COPY format (`pgpq`) and streams them
+into one `COPY … FROM STDIN (FORMAT binary)` on dlt's own psycopg2 connection of the job, so the parse overlaps
+the server's ingest instead of preceding it, and memory holds a few batches, not the month. The transaction
+commits only when the month's rows in the table, counted inside it, are the rows parsed; a bad value fails the
+job before anything is committed.
 
 An appended month's record (`records`) is written in the COPY's transaction. The job leaves the rows (or its
 error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a replaced
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common import logger
-from dlt.common.destination.client import LoadJob
-from dlt.destinations.impl.postgres.postgres import PostgresClient, PostgresParquetCopyJob
+from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
+from dlt.destinations.impl.postgres.postgres import PostgresClient
+from pgpq import ArrowToPostgresBinaryEncoder
+from pgpq.encoders import StringEncoderBuilder
+from pgpq.schema import Jsonb
 
 from taxi_pipeline.destinations import month_filter, month_index_regclass, month_index_sql, month_probe_sql
 from taxi_pipeline.errors import LoadError, one_line
@@ -31,7 +35,7 @@ from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
 from taxi_pipeline.locks import SCHEMA_LOCK, SchemaChangesLocked
 from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
-from taxi_pipeline.settings import MANIFEST
+from taxi_pipeline.settings import COPY_CHUNK_ROWS, MANIFEST
 
 
 class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
@@ -57,11 +61,14 @@ class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
         return super().create_load_job(table, file_path, load_id, restore)
 
 
-class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
-    """dlt's Postgres ADBC job, fed by our reader from the manifest's file instead of a parquet file.
+class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
+    """A dlt load job of our own, fed by our reader from the manifest's file, encoded by `pgpq`.
 
-    Its connection, catalog and schema (the staging dataset for a replacement) are dlt's.
+    It runs on the job client's psycopg2 connection (dlt opens one per job, in autocommit, for the job's run);
+    the table is qualified by dlt's SQL client (the staging dataset for a replacement).
     """
+
+    _job_client: PostgresClient  # set by dlt as the job runs
 
     def load_manifest(self, manifest: Mapping[str, Any]) -> Copied:
         """Parse the file into one binary COPY, in a transaction that commits only the rows parsed."""
@@ -70,36 +77,39 @@ class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
         parsed = 0
         failure: Optional[BaseException] = None
         with read_batches(manifest["path"], schema, manifest["file"], month, collector=self._collector) as batches:
-            first = next(batches)  # a file without rows raises here, before a connection is opened
+            first = next(batches)  # a file without rows raises here, before the connection is used
 
-            def stream(target: pa.Schema) -> Iterator[pa.RecordBatch]:
+            def stream(target: pa.Schema, encoder: Any) -> Iterator[bytes]:
                 nonlocal parsed, failure
                 try:
+                    yield encoder.write_header()
                     for batch in itertools.chain([first], batches):
                         parsed += batch.num_rows
-                        yield cast_batch(batch, target)
-                except BaseException as exc:  # the driver sees a failed stream; the run sees this error
+                        cast = cast_batch(batch, target)
+                        for offset in range(0, cast.num_rows, COPY_CHUNK_ROWS):  # each chunk held whole once encoded
+                            yield encoder.write_batch(cast.slice(offset, COPY_CHUNK_ROWS))
+                    yield encoder.finish()
+                except BaseException as exc:  # the server sees a cancelled COPY; the run sees this error
                     failure = exc
                     raise
 
-            with self._connect() as conn, conn.cursor() as cur:
-                _, schema_name = self._set_catalog_and_schema()
+            client = self._job_client.sql_client
+            with _transaction(client.native_connection) as conn, conn.cursor() as cur:
                 appending = not self._job_client.in_staging_dataset_mode  # else into the emptied staging table
                 if schema.lineage and appending:
                     self._ensure_month_index(conn, cur)
-                table = conn.adbc_get_table_schema(self.load_table_name, db_schema_filter=schema_name)
+                table = table_arrow_schema(cur, self._table())
                 target = copy_schema(first.schema, table)
+                encoder = copy_encoder(target, table)
                 if month is not None and appending and self._has_rows_of(cur, month):
                     raise LoadError(f"{manifest['file']}: the table already holds rows of {month}; nothing was copied")
+                columns = ", ".join(client.escape_column_name(name) for name in target.names)
                 try:
-                    cur.adbc_ingest(
-                        self.load_table_name,
-                        pa.RecordBatchReader.from_batches(target, stream(target)),
-                        mode="append",
-                        db_schema_name=schema_name,
+                    cur.copy_expert(
+                        f"COPY {self._table()} ({columns}) FROM STDIN (FORMAT binary)", _Chunks(stream(target, encoder))
                     )
                 except Exception as exc:
-                    if failure is not None:  # the parse failed: say that, not the driver's "failed to read"
+                    if failure is not None:  # the parse failed: say that, not the server's "COPY from stdin failed"
                         raise failure from exc
                     raise
                 rows = self._rows_inserted(cur, month)
@@ -164,11 +174,109 @@ class BinaryCopyJob(ManifestJob, PostgresParquetCopyJob):
             logger.warning(f"no month index on {self.load_table_name}: {one_line(exc)}")
 
 
+@contextlib.contextmanager
+def _transaction(conn: Any) -> Iterator[Any]:
+    """The job's psycopg2 connection (autocommit) in explicit transactions; what is not committed is rolled back.
+
+    The connection goes back to autocommit for dlt. A rollback that fails (the server gone) leaves the error that
+    ended the job as it was; the connection is closed by dlt as the job ends, and the server discards the rest.
+    """
+    conn.autocommit = False
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+                conn.autocommit = True
+
+
+class _Chunks:
+    """A file-like object for psycopg2's `copy_expert`: each `read` is the next non-empty encoded chunk.
+
+    psycopg2 sends whatever `read` returns (its size argument is a hint), and ends the COPY at the first `b""`.
+    An error raised here reaches psycopg2, which cancels the COPY (`QueryCanceled`); `load_manifest` raises the
+    error itself instead.
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> bytes:
+        for chunk in self._chunks:
+            if chunk:
+                return chunk
+        return b""
+
+
+_PG_TYPES: Dict[str, pa.DataType] = {
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "text": pa.string(),
+    "varchar": pa.string(),
+    "bpchar": pa.string(),
+    "name": pa.string(),
+    "json": pa.string(),  # json's binary form is its text
+    "jsonb": pa.string(),  # sent with pgpq's jsonb encoder (`copy_encoder`)
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", "UTC"),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "bool": pa.bool_(),
+    "bytea": pa.binary(),
+}
+"""Arrow types of the PostgreSQL types binary COPY can send (as the ADBC driver reads them, numeric aside)."""
+
+PG_TYPE = b"POSTGRESQL:type"
+"""Field metadata: the column's PostgreSQL type name (`pg_type.typname`), as the ADBC driver tags it."""
+
+
+def table_arrow_schema(cur: Any, table: str) -> pa.Schema:
+    """The table's columns as Arrow fields of the types binary COPY must send them as (`table`: qualified).
+
+    `numeric(p, s)` is a `decimal128(p, s)` where p ≤ 38; any other type binary COPY cannot send here is an
+    opaque type naming it, which `copy_encoder` refuses where the file has the column (LoadError naming both).
+    """
+    cur.execute(
+        "SELECT a.attname, t.typname, a.atttypmod FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        f" WHERE a.attrelid = '{table}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    )
+    fields = []
+    for name, typname, typmod in cur.fetchall():
+        type_ = _PG_TYPES.get(typname)
+        if typname == "numeric" and typmod >= 4:  # numeric(p, s): typmod - 4 = p << 16 | s (11 bits, signed)
+            precision, scale = (typmod - 4) >> 16, (((typmod - 4) & 0x7FF) ^ 1024) - 1024
+            type_ = pa.decimal128(precision, scale) if precision <= 38 else None
+        if type_ is None:
+            type_ = pa.opaque(pa.null(), typname, "PostgreSQL")
+        fields.append(pa.field(name, type_, metadata={PG_TYPE: typname}))
+    return pa.schema(fields)
+
+
+def copy_encoder(target: pa.Schema, table: pa.Schema) -> Any:
+    """The binary COPY encoder (`pgpq`) of batches of schema `target` (`copy_schema`) into `table`'s columns.
+
+    LoadError naming the column where the table's type is one binary COPY cannot send here.
+    """
+    encoders = {}
+    for field in target:
+        if isinstance(field.type, pa.OpaqueType):
+            raise LoadError(f"column {field.name!r}: binary COPY cannot send the table's type {field.type.type_name}")
+        if (table.field(field.name).metadata or {}).get(PG_TYPE) == b"jsonb":
+            encoders[field.name] = StringEncoderBuilder.new_with_output(field, Jsonb())
+        else:
+            encoders[field.name] = ArrowToPostgresBinaryEncoder.infer_encoder(field)
+    return ArrowToPostgresBinaryEncoder.new_with_encoders(target, encoders)
+
+
 def copy_schema(schema: pa.Schema, table: pa.Schema) -> pa.Schema:
     """The batches' schema as binary COPY must send it: dlt's column names and the table's exact types.
 
     Binary COPY does not convert: an int32 sent into a `bigint` column is refused. Each column goes as the
-    table has it (`table`: the table's schema as the driver reads it), whatever dlt's schema says now; one the
+    table has it (`table`: the table's schema, `table_arrow_schema`), whatever dlt's schema says now; one the
     table lacks as dlt would create it (integers by width, floats as double). Columns that are all null and
     that the table lacks (dlt creates no column without a type) are left out.
     """

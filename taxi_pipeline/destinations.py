@@ -18,7 +18,7 @@ from taxi_pipeline.schemas import SOURCE_MONTH
 from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MANIFEST, duckdb_memory_limit
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
-_EXTRAS = {"postgres": "psycopg2", "snowflake": "snowflake.connector"}
+_EXTRAS = {"postgres": ("psycopg2", "pgpq"), "snowflake": ("snowflake.connector",)}
 
 
 def make_destination(name: str) -> Destination:
@@ -28,8 +28,7 @@ def make_destination(name: str) -> Destination:
     """
     if name not in DESTINATIONS:
         raise ConfigError(f"unknown destination {name!r}: choose from {', '.join(DESTINATIONS)}")
-    module = _EXTRAS.get(name)
-    if module:
+    for module in _EXTRAS.get(name, ()):
         try:
             __import__(module)
         except ImportError:

@@ -54,6 +54,9 @@ month peaks at 176 MiB of Arrow memory with 4 MiB blocks and 46 MiB with 1 MiB b
 PARQUET_BATCH_ROWS = 256_000
 """Rows per Arrow batch read from parquet."""
 
+COPY_CHUNK_ROWS = 32_768
+"""Rows encoded into one chunk of a binary COPY (at about 280 bytes a trip row: 9 MiB); a parquet batch is sliced."""
+
 PROBE_THREADS = 8
 """HEAD requests in flight at once while a run checks its months (a catch-up checks every month since its start)."""
 

@@ -37,17 +37,18 @@ def test_bad_arguments_exit_2_with_one_line(cli, workdir, args, message):
     assert not (workdir / "taxi_pipeline.duckdb").exists()
 
 
-def test_missing_driver_names_the_extra(cli, monkeypatch):
+@pytest.mark.parametrize("module", ["psycopg2", "pgpq"])
+def test_missing_driver_names_the_extra(cli, monkeypatch, module):
     import builtins
 
     real_import = builtins.__import__
 
-    def no_psycopg2(name, *a, **kw):
-        if name == "psycopg2":
+    def without_module(name, *a, **kw):
+        if name == module:
             raise ImportError(name)
         return real_import(name, *a, **kw)
 
-    monkeypatch.setattr(builtins, "__import__", no_psycopg2)
+    monkeypatch.setattr(builtins, "__import__", without_module)
     r = cli("--dest", "postgres", "--taxi", "green", "--month", "2019-01")
     assert r.code == 2 and "pip install 'taxi-pipeline[postgres]'" in r.err
 

@@ -400,3 +400,37 @@ def test_rerun_probes_months_instead_of_counting_every_row(mirror, cli, pg):
     assert r.code == 0, r
     assert pg.month_counts("green_tripdata") == {"2019-01": 6000, "2019-02": 6000}
     assert "green_tripdata 2019-02" in r.out and mirror.gets("2019-01") == 2 and mirror.gets("2019-02") == 1
+
+
+def test_a_bad_row_after_batches_were_copied_fails_with_the_parse_error_and_commits_nothing(mirror, cli, pg):
+    """The COPY is already streaming when the parser meets a bad row: the run names the bad row, not the cancelled
+    COPY, and neither the month's rows nor its record are committed."""
+    from taxi_pipeline.settings import CSV_BLOCK_SIZE
+
+    mirror.trips("green", "2019-01", 10)
+    assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    lines = gzip.decompress(tlc_files.trip_csv("green", "2019-02", 40_000, trailing_comma=False)).decode().splitlines()
+    lines[-1] += ",x,y"  # a field too many, in the last row
+    body = ("\n".join(lines) + "\n").encode()
+    assert len(body) > 4 * CSV_BLOCK_SIZE  # batches of the month go into the COPY before the bad row is parsed
+    mirror.put("/green/green_tripdata_2019-02.csv.gz", gzip.compress(body, mtime=0))
+    r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-02")
+    assert r.code == 1, r
+    errors = " ".join(messages(r.err))
+    assert "2019-02" in errors and "COPY" not in errors and "cancel" not in errors.lower(), errors
+    assert pg.month_counts("green_tripdata") == {"2019-01": 10}
+    assert pg.query("select month from taxi_raw._taxi_months where table_name = 'green_tripdata'") == [("2019-01",)]
+
+
+def test_a_parquet_batch_bigger_than_a_copy_chunk_loads_every_row_once(mirror, cli, pg):
+    """A parquet batch (256k rows) is encoded in slices of `COPY_CHUNK_ROWS`: none lost, none sent twice."""
+    from taxi_pipeline.settings import COPY_CHUNK_ROWS
+
+    n = 2 * COPY_CHUNK_ROWS + 123
+    mirror.trips("yellow", "2023-01", n, fmt="parquet", year_style=2023)
+    r = pg_load(cli, mirror, "--taxi", "yellow", "--month", "2023-01", "--format", "parquet")
+    assert r.code == 0, r
+    # a slice sent twice and another lost would keep the count, not the sum of the (random) distances
+    distance = round(sum(float(row["distance"]) for row in tlc_files.trip_rows("yellow", "2023-01", n)), 2)
+    sql = "select count(*), round(sum(trip_distance)::numeric, 2)::float8 from taxi_raw.yellow_tripdata"
+    assert pg.query(sql) == [(n, distance)]
