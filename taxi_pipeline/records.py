@@ -13,6 +13,10 @@ per month cannot be lost that way. So the records live in `_taxi_months` (in the
 
 The zone lookup is recorded the same way, as the month `-` of its table (`zones_record`). Months loaded before the
 table existed are still in dlt state: `month_records` and `zones_record` read both, the table winning.
+
+What dbt has built is kept the same way, for the same reason: a row per dbt schema, raw table and month in
+`_taxi_dbt_built`, holding the version of the month's record the build read (`built_versions`, `write_built`).
+Builds recorded before that table are in dlt state, read the same way.
 """
 
 from __future__ import annotations
@@ -25,12 +29,20 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from taxi_pipeline.helpers import month_record
 from taxi_pipeline.remote import Fingerprint
 from taxi_pipeline.schemas import ZONES
-from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
+from taxi_pipeline.state import DBT_BUILT_KEY, ZONES_KEY, month_entries, source_state
 
 ZONES_RECORD = "-"
 """The month the zone lookup's record is kept under (it has no month)."""
 RECORDS_TABLE = "_taxi_months"
 """The month records' table, in the raw dataset."""
+BUILT_TABLE = "_taxi_dbt_built"
+"""What each dbt schema's last successful build read: schema, raw table, month, the month record's version."""
+_BUILT_COLUMNS = (
+    ("dbt_schema", "varchar(255) NOT NULL"),
+    ("table_name", "varchar(64) NOT NULL"),
+    ("month", "varchar(7) NOT NULL"),
+    ("version", "varchar(64) NOT NULL"),
+)
 
 _COLUMNS = (
     ("table_name", "varchar(64) NOT NULL"),
@@ -64,11 +76,11 @@ def record_statements(client: Any, table: str, month: str, entry: Mapping[str, A
     ]
 
 
-def records_table_sql(client: Any) -> str:
-    """`CREATE TABLE IF NOT EXISTS` of the records table in the client's dataset."""
-    names = [client.escape_column_name(name) for name, _ in _COLUMNS]
-    columns = ", ".join(f"{name} {type_}" for name, (_, type_) in zip(names, _COLUMNS, strict=True))
-    return f"CREATE TABLE IF NOT EXISTS {client.make_qualified_table_name(RECORDS_TABLE)} ({columns})"
+def records_table_sql(client: Any, table: str = RECORDS_TABLE) -> str:
+    """`CREATE TABLE IF NOT EXISTS` of the month records' table (or `BUILT_TABLE`) in the client's dataset."""
+    spec = _BUILT_COLUMNS if table == BUILT_TABLE else _COLUMNS
+    columns = ", ".join(f"{client.escape_column_name(name)} {type_}" for name, type_ in spec)
+    return f"CREATE TABLE IF NOT EXISTS {client.make_qualified_table_name(table)} ({columns})"
 
 
 def _quoted(value: str) -> str:
@@ -137,3 +149,53 @@ def job_record(manifest: Mapping[str, Any], rows: int) -> Optional[Dict[str, Any
     if manifest.get("month") is None or fingerprint is None:
         return None
     return month_record(Fingerprint.from_state(fingerprint), rows, manifest["file"])
+
+
+def built_versions(pipeline: dlt.Pipeline, schema: str) -> Dict[str, Dict[str, str]]:
+    """Raw table → month → the version of the month's record that the last successful build into `schema` read.
+
+    The zone lookup is the month `-` of its table. Builds recorded in dlt state (before `_taxi_dbt_built`) are
+    read too, the table winning. {} when no build into `schema` is recorded.
+    """
+    legacy = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(schema, {})
+    built: Dict[str, Dict[str, str]] = {}
+    for table, versions in legacy.items():  # table → {month: version}; the zone lookup: table → version
+        built[table] = dict(versions) if isinstance(versions, dict) else {ZONES_RECORD: str(versions)}
+    try:
+        with pipeline.sql_client() as client:
+            names = [client.escape_column_name(name) for name, _ in _BUILT_COLUMNS]
+            sql = f"SELECT {', '.join(names[1:])} FROM {client.make_qualified_table_name(BUILT_TABLE)}"
+            rows = client.execute_sql(f"{sql} WHERE {names[0]} = %s", schema) or []
+    except DatabaseUndefinedRelation:
+        rows = []
+    for table, month, version in rows:
+        built.setdefault(str(table), {})[str(month)] = str(version)
+    return built
+
+
+def write_built(pipeline: dlt.Pipeline, schema: str, versions: Mapping[str, Mapping[str, str]]) -> None:
+    """Record that a successful build into `schema` read these months' records (raw table → month → version).
+
+    One transaction: each month's row replaced. Runs building into one schema take turns (`locks`), so rows are
+    never written for one schema by two runs at once; other schemas have rows of their own.
+    """
+    rows = [
+        (schema, table, month, version) for table, by_month in versions.items() for month, version in by_month.items()
+    ]
+    if not rows:
+        return
+    with pipeline.sql_client() as client, client.begin_transaction():
+        names = [client.escape_column_name(name) for name, _ in _BUILT_COLUMNS]
+        built = client.make_qualified_table_name(BUILT_TABLE)
+        client.execute_sql(records_table_sql(client, BUILT_TABLE))
+        for table, by_month in versions.items():
+            months = list(by_month)
+            if not months:
+                continue
+            marks = ", ".join(["%s"] * len(months))
+            where = f"{names[0]} = %s AND {names[1]} = %s AND {names[2]} IN ({marks})"
+            client.execute_sql(f"DELETE FROM {built} WHERE {where}", schema, table, *months)
+        values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+        client.execute_sql(
+            f"INSERT INTO {built} ({', '.join(names)}) VALUES {values}", *(value for row in rows for value in row)
+        )

@@ -1,14 +1,14 @@
-"""The pipeline's state as this package keeps it: month entries, the zone file's entry, what dbt has built.
+"""The pipeline's state as this package keeps it: month entries, the zone file's entry, what dbt had built.
 
 dlt keeps the state in the destination (`_dlt_pipeline_state`) and restores it into a fresh working folder. Month
 entries are kept here only for months loaded without a load job of ours (Snowflake) and for months loaded before
-the month records table (`records`, the source of truth now); what is only known after a load (a dbt build) is
-stored with `store_state`, in a package holding nothing but the state.
+the month records table (`records`, the source of truth now). dbt builds were recorded here before their table
+(`records.built_versions`), which still reads them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Dict, Mapping
 
 import dlt
 
@@ -19,8 +19,8 @@ MONTHS_KEY = "months"
 ZONES_KEY = "zone_lookup"
 """Source-state key of the zone file's entry (dlt resets resource state of `replace` resources every run)."""
 DBT_BUILT_KEY = "dbt_built"
-"""Source-state key: dbt schema → raw table → month → the version of its entry the last dbt build read (and
-`taxi_zone_lookup` → the zone file entry's version)."""
+"""Source-state key, read only (builds recorded before `_taxi_dbt_built`): dbt schema → raw table → month → the
+version of its entry the last dbt build read (and `taxi_zone_lookup` → the zone file entry's version)."""
 
 
 def source_state(pipeline: dlt.Pipeline) -> Dict[str, Any]:
@@ -36,14 +36,3 @@ def resource_state(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
 def month_entries(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
     """A trip table's month entries: month `YYYY-MM` → entry."""
     return dict(resource_state(pipeline, table).get(MONTHS_KEY, {}))
-
-
-def store_state(pipeline: dlt.Pipeline, change: Callable[[Dict[str, Any]], None]) -> None:
-    """Apply `change` to the taxi source's state and store it in the destination: a package of the state alone.
-
-    Raises what normalize or load raise; the caller aborts the pending package.
-    """
-    with pipeline.managed_state(extract_state=True) as state:
-        change(state.setdefault("sources", {}).setdefault(SOURCE, {}))
-    pipeline.normalize()
-    pipeline.load()

@@ -21,9 +21,8 @@ import dlt
 from dlt.common import logger
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
-from taxi_pipeline.records import month_records, zones_record
+from taxi_pipeline.records import ZONES_RECORD, built_versions, month_records, write_built, zones_record
 from taxi_pipeline.schemas import TRIP_SCHEMAS, ZONES
-from taxi_pipeline.state import DBT_BUILT_KEY, source_state, store_state
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -107,7 +106,7 @@ def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     Builds are told apart by the schema they go into (`dbt_schema`): a second dbt schema fed from the same raw
     tables has its own record.
     """
-    built = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(dbt_schema(), {})
+    built = built_versions(pipeline, dbt_schema())
     changed = {}
     for schema in TRIP_SCHEMAS.values():
         done = built.get(schema.table, {})
@@ -123,8 +122,8 @@ def zones_changed(pipeline: dlt.Pipeline) -> bool:
     schema with no build recorded) means a full build.
     """
     entry = zones_record(pipeline)
-    built = source_state(pipeline).get(DBT_BUILT_KEY, {}).get(dbt_schema(), {})
-    return entry is not None and built.get(ZONES.table) != entry_version(entry)
+    built = built_versions(pipeline, dbt_schema()).get(ZONES.table, {}).get(ZONES_RECORD)
+    return entry is not None and built != entry_version(entry)
 
 
 def loaded_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
@@ -150,13 +149,13 @@ def build_changed(
     months and the tests check only those months (the first build, into a schema without the models, builds
     everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked; a zone
     lookup loaded or replaced since the last build (or no build recorded for the schema) makes it one too. After a
-    successful build the months it read are recorded in state (`dbt_built`), so the next build skips them; after
+    successful build the months it read are recorded (`records.write_built`), so the next build skips them; after
     a failed one they stay changed and the next build takes them again.
     """
     schema = dbt_schema()
     if full_refresh:
         what = "every month"
-    elif not source_state(pipeline).get(DBT_BUILT_KEY, {}).get(schema):
+    elif not built_versions(pipeline, schema):
         full_refresh, what = True, f"every month (no build into schema {schema} recorded yet)"
     elif zones_changed(pipeline):  # zone names and exclusions of every month: a full build
         full_refresh, what = True, "every month (the zone lookup is new since the last build)"
@@ -178,23 +177,19 @@ def build_changed(
 
 
 def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> None:
-    """Record in state that dbt has built `months` (raw table → months) and the zone lookup as they are now."""
-    versions: Dict[str, Any] = {}
+    """Record that dbt has built `months` (raw table → months) and the zone lookup as they are now.
+
+    In the records' dataset, a row per month (`records.write_built`), not in dlt state: a run that stores state
+    after a build by another run cannot lose it.
+    """
+    versions: Dict[str, Dict[str, str]] = {}
     for table, listed in months.items():
         entries = month_records(pipeline, table)
         versions[table] = {m: entry_version(entries[m]) for m in listed if m in entries}
-
-    schema = dbt_schema()
     zones = zones_record(pipeline)
-
-    def change(source: Dict[str, Any]) -> None:
-        built = source.setdefault(DBT_BUILT_KEY, {}).setdefault(schema, {})
-        for table, by_month in versions.items():
-            built.setdefault(table, {}).update(by_month)
-        if zones is not None:
-            built[ZONES.table] = entry_version(zones)
-
-    store_state(pipeline, change)
+    if zones is not None:
+        versions[ZONES.table] = {ZONES_RECORD: entry_version(zones)}
+    write_built(pipeline, dbt_schema(), versions)
 
 
 def run_dbt(

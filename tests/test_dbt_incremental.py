@@ -309,3 +309,47 @@ def test_a_failed_dbt_build_leaves_its_months_for_the_next_one(mirror, cli):
     assert changed_months(pipeline)["green_tripdata"] == ["2019-01"]
     r = cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt")
     assert r.code == 1 and "dbt build failed" in r.err, r  # not "skipped": the month is still to build
+
+
+def test_a_dbt_build_is_known_from_its_records_when_dlt_state_is_lost(mirror, cli, duck, workdir):
+    """What dbt built is a row per month in `_taxi_dbt_built`, not in dlt state, which a run storing its state after
+    another run's build could overwrite: with the state gone, the next run still has nothing to build."""
+    import shutil
+
+    import duckdb
+
+    mirror.trips("green", MONTHS[0], 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[0], "--dbt")
+    assert cli(*args).code == 0
+    built = duck("select dbt_schema, table_name, month from taxi_raw._taxi_dbt_built order by 2, 3")
+    assert ("taxi", "green_tripdata", MONTHS[0]) in built and ("taxi", "taxi_zone_lookup", "-") in built, built
+    with duckdb.connect("taxi_pipeline.duckdb") as con:
+        con.execute("delete from taxi_raw._dlt_pipeline_state")
+    shutil.rmtree(workdir / "dlt")
+    r = cli(*args)
+    assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
+
+
+def test_a_dbt_build_recorded_in_dlt_state_by_an_earlier_version_still_counts(mirror, cli, duck):
+    """Builds recorded before `_taxi_dbt_built` (in dlt state, under `dbt_built`) are read: no needless rebuild."""
+    import duckdb
+
+    from taxi_pipeline.records import month_records, zones_record
+    from taxi_pipeline.state import DBT_BUILT_KEY, SOURCE
+    from taxi_pipeline.transform import entry_version
+
+    mirror.trips("green", MONTHS[0], 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[0], "--dbt")
+    assert cli(*args).code == 0
+    with duckdb.connect("taxi_pipeline.duckdb") as con:
+        con.execute("drop table taxi_raw._taxi_dbt_built")
+    pipeline = make_pipeline("duckdb")
+    pipeline.sync_destination()
+    month = entry_version(month_records(pipeline, "green_tripdata")[MONTHS[0]])
+    legacy = {"green_tripdata": {MONTHS[0]: month}, "taxi_zone_lookup": entry_version(zones_record(pipeline))}
+    with pipeline.managed_state(extract_state=True) as state:  # as the earlier version stored it
+        state.setdefault("sources", {}).setdefault(SOURCE, {})[DBT_BUILT_KEY] = {"taxi": legacy}
+    pipeline.normalize()
+    pipeline.load()
+    r = cli(*args)
+    assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
