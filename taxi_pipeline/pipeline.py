@@ -55,7 +55,7 @@ from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
 from taxi_pipeline.locks import SIDE_BY_SIDE, RunLock, run_lock, working_folder
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
-from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record, zones_record
+from taxi_pipeline.records import ZONES_RECORD, built_versions, forget_record, month_records, write_record, zones_record
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -258,7 +258,8 @@ def run(
         elif dbt:
             with lock.dbt_build(dbt_schema()):  # one build into a schema at a time, whichever run makes it
                 # months loaded without dbt, or left by a failed build, are taken as well as this run's
-                if any(changed_months(pipeline).values()) or zones_changed(pipeline):
+                built = built_versions(pipeline, dbt_schema())
+                if any(changed_months(pipeline, built).values()) or zones_changed(pipeline, built):
                     result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
                 elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds
                     on_notice("dbt build skipped: no month changed since the last dbt build")

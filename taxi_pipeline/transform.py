@@ -100,13 +100,15 @@ def dbt_schema() -> str:
     return os.environ.get(DBT_SCHEMA_ENV) or "taxi"
 
 
-def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
+def changed_months(
+    pipeline: dlt.Pipeline, built: Optional[Mapping[str, Mapping[str, str]]] = None
+) -> Dict[str, List[str]]:
     """Every raw trip table → its months loaded or replaced since the last successful dbt build, sorted.
 
     Builds are told apart by the schema they go into (`dbt_schema`): a second dbt schema fed from the same raw
-    tables has its own record.
+    tables has its own record. `built`: that record, where the caller has read it (`built_versions`).
     """
-    built = built_versions(pipeline, dbt_schema())
+    built = built_versions(pipeline, dbt_schema()) if built is None else built
     changed = {}
     for schema in TRIP_SCHEMAS.values():
         done = built.get(schema.table, {})
@@ -115,15 +117,15 @@ def changed_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
     return changed
 
 
-def zones_changed(pipeline: dlt.Pipeline) -> bool:
+def zones_changed(pipeline: dlt.Pipeline, built: Optional[Mapping[str, Mapping[str, str]]] = None) -> bool:
     """Whether the zone lookup was loaded or replaced since the last successful build into `dbt_schema()`.
 
     Every month's fact rows carry zone names and depend on which ids are zones, so a new zone lookup (or a
-    schema with no build recorded) means a full build.
+    schema with no build recorded) means a full build. `built`: as for `changed_months`.
     """
     entry = zones_record(pipeline)
-    built = built_versions(pipeline, dbt_schema()).get(ZONES.table, {}).get(ZONES_RECORD)
-    return entry is not None and built != entry_version(entry)
+    built = built_versions(pipeline, dbt_schema()) if built is None else built
+    return entry is not None and built.get(ZONES.table, {}).get(ZONES_RECORD) != entry_version(entry)
 
 
 def loaded_months(pipeline: dlt.Pipeline) -> Dict[str, List[str]]:
@@ -153,13 +155,14 @@ def build_changed(
     a failed one they stay changed and the next build takes them again.
     """
     schema = dbt_schema()
+    built = built_versions(pipeline, schema)  # read once for the checks below
     if full_refresh:
         what = "every month"
-    elif not built_versions(pipeline, schema):
+    elif not built:
         full_refresh, what = True, f"every month (no build into schema {schema} recorded yet)"
-    elif zones_changed(pipeline):  # zone names and exclusions of every month: a full build
+    elif zones_changed(pipeline, built):  # zone names and exclusions of every month: a full build
         full_refresh, what = True, "every month (the zone lookup is new since the last build)"
-    changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline)
+    changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline, built)
     if not full_refresh:
         what = f"the months changed since the last build: {describe_months(changed)}"
     if on_notice:
@@ -170,8 +173,6 @@ def build_changed(
         try:
             record_built(pipeline, changed)
         except Exception as exc:  # the next build only rebuilds these months again (delete and insert by month)
-            if pipeline.has_pending_data:
-                pipeline.abort_packages()
             logger.warning(f"dbt build not recorded ({one_line(exc)}): its months will be built again next time")
     return result
 
