@@ -17,18 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common import logger
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
 from dlt.destinations.impl.postgres.postgres import PostgresClient
+from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 from pgpq import ArrowToPostgresBinaryEncoder
 from pgpq.encoders import StringEncoderBuilder
 from pgpq.schema import Jsonb
 
-from taxi_pipeline.destinations import month_filter, month_index_regclass, month_index_sql, month_probe_sql
+from taxi_pipeline.destinations import (
+    MONTH_INDEX_ONLY,
+    month_filter,
+    month_index_regclass,
+    month_index_sql,
+    month_probe_sql,
+)
 from taxi_pipeline.errors import LoadError, one_line
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
@@ -54,11 +61,28 @@ class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
         finally:
             self.sql_client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", *key)
 
+    def _create_merge_followup_jobs(self, table_chain: Sequence[Any]) -> List[Any]:
+        """The merge of a replaced month: `MonthMergeJob`."""
+        return [MonthMergeJob.from_table_chain(table_chain, self.sql_client)]
+
     def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> LoadJob:
         """`BinaryCopyJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
         if file_path.endswith(f".{MANIFEST}"):
             return BinaryCopyJob(file_path)
         return super().create_load_job(table, file_path, load_id, restore)
+
+
+class MonthMergeJob(SqlMergeFollowupJob):
+    """dlt's delete-insert merge of a replaced month, whose DELETE finds the month's rows through the month index.
+
+    dlt deletes the rows whose month is in the staging table; `MONTH_INDEX_ONLY` first in its transaction keeps
+    the planner from reading every loaded month for that while the table has no statistics.
+    """
+
+    @classmethod
+    def generate_sql(cls, table_chain: Sequence[Any], sql_client: Any) -> List[str]:
+        """The statements of dlt's merge, after `MONTH_INDEX_ONLY`."""
+        return [MONTH_INDEX_ONLY, *super().generate_sql(table_chain, sql_client)]
 
 
 class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
@@ -132,6 +156,7 @@ class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
         A month is appended only where it has none; rows found here (another writer since the run planned the
         month) fail the load before anything is copied.
         """
+        cur.execute(MONTH_INDEX_ONLY)  # for the rest of the transaction: the fallback count reads the month too
         cur.execute(month_probe_sql(self._job_client.sql_client, self._table(), month))
         return bool(cur.fetchone()[0])
 

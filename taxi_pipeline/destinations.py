@@ -206,6 +206,23 @@ def summarize_month_index(pipeline: dlt.Pipeline, table: str, column: str) -> No
         client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
 
 
+MONTH_INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
+"""Postgres, first in the transaction of statements that select months of a trip table: they read the month
+index's ranges, never the whole table.
+
+Until autovacuum has analyzed a table (a backfill's next month, a month replaced right after its load) the planner
+has no statistics and takes a month's rows to be everywhere: it would read every loaded month to prove a new one
+absent, or to count or delete a replaced one. `jit` off: the cost that rules sequential scans out would otherwise
+have each of these statements compiled.
+"""
+
+
+def month_index_only(pipeline: dlt.Pipeline, client: Any) -> None:
+    """`MONTH_INDEX_ONLY` on a Postgres client in a transaction (nothing elsewhere: zone maps prune by themselves)."""
+    if destination_kind(pipeline) == "postgres":
+        client.execute_sql(MONTH_INDEX_ONLY)
+
+
 def month_index_sql(client: Any, table: str, column: str) -> str:
     """`CREATE INDEX IF NOT EXISTS` of the BRIN index on a trip table's month column.
 

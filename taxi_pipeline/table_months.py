@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Set
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from taxi_pipeline.destinations import counting_is_cheap, destination_kind
+from taxi_pipeline.destinations import counting_is_cheap, month_index_only
 from taxi_pipeline.records import month_records
 from taxi_pipeline.schemas import SOURCE_MONTH
 
@@ -63,8 +63,7 @@ def months_present(pipeline: dlt.Pipeline, table: str, months: Sequence[str]) ->
                 f"(SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE {col} = m)"
             )
             with client.begin_transaction():
-                if destination_kind(pipeline) == "postgres":
-                    client.execute_sql("SET LOCAL enable_seqscan = off")
+                month_index_only(pipeline, client)
                 rows = client.execute_sql(sql, list(months))
     except DatabaseUndefinedRelation:
         return set()
@@ -98,6 +97,8 @@ def count_rows(pipeline: dlt.Pipeline, table: str, month: Optional[str] = None) 
             if month is None:
                 return int(client.execute_sql(sql)[0][0])
             sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
-            return int(client.execute_sql(sql, month)[0][0])
+            with client.begin_transaction():
+                month_index_only(pipeline, client)
+                return int(client.execute_sql(sql, month)[0][0])
     except DatabaseUndefinedRelation:
         return 0
