@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Optional, Tuple, Type
+from typing import Any, Iterator, Optional, Tuple, Type
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -217,10 +217,18 @@ have each of these statements compiled.
 """
 
 
-def month_index_only(pipeline: dlt.Pipeline, client: Any) -> None:
-    """`MONTH_INDEX_ONLY` on a Postgres client in a transaction (nothing elsewhere: zone maps prune by themselves)."""
-    if destination_kind(pipeline) == "postgres":
+@contextlib.contextmanager
+def month_index_only(pipeline: dlt.Pipeline, client: Any) -> Iterator[None]:
+    """Postgres: the block in a transaction of `client` that begins with `MONTH_INDEX_ONLY`.
+
+    Elsewhere the block as it is: DuckDB's and Snowflake's zone maps prune by themselves.
+    """
+    if destination_kind(pipeline) != "postgres":
+        yield
+        return
+    with client.begin_transaction():
         client.execute_sql(MONTH_INDEX_ONLY)
+        yield
 
 
 def month_index_sql(client: Any, table: str, column: str) -> str:

@@ -62,8 +62,7 @@ def months_present(pipeline: dlt.Pipeline, table: str, months: Sequence[str]) ->
                 f"SELECT m FROM unnest(%s::text[]) AS m WHERE EXISTS "
                 f"(SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE {col} = m)"
             )
-            with client.begin_transaction():
-                month_index_only(pipeline, client)
+            with month_index_only(pipeline, client):
                 rows = client.execute_sql(sql, list(months))
     except DatabaseUndefinedRelation:
         return set()
@@ -97,8 +96,7 @@ def count_rows(pipeline: dlt.Pipeline, table: str, month: Optional[str] = None) 
             if month is None:
                 return int(client.execute_sql(sql)[0][0])
             sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
-            with client.begin_transaction():
-                month_index_only(pipeline, client)
+            with month_index_only(pipeline, client):
                 return int(client.execute_sql(sql, month)[0][0])
     except DatabaseUndefinedRelation:
         return 0
