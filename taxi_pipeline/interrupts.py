@@ -12,6 +12,10 @@ the signal ends its process itself (exit 1) once it has removed its scratch fold
 statement's transaction is never committed (the database discards it when it sees the connection gone: Postgres
 once the statement ends, Snowflake may let a detached query run on first), dlt's unfinished package is
 discarded, the month is loaded again. A second signal ends the process the same way without waiting.
+
+A signal that arrives while a finalizer runs on the main thread (the garbage collector closing a connection pool)
+raises `Interrupted` inside it, where Python only prints it and goes on; the signal is then delivered once more,
+so the run still stops at once, with its one line and no traceback.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from typing import Any, Iterator, List, Optional, Set
 
 STOP_GRACE = 2.0
 """Seconds a stopped run may take to unwind before its process ends itself."""
+REDELIVER_AFTER = 0.05
+"""Seconds after a finalizer swallowed the signal's `Interrupted` that the main thread gets the signal again."""
 EXIT_INTERRUPTED = 1
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -123,9 +130,13 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
         return
     received: List[str] = []
     timers: List[threading.Timer] = []
+    swallowed: List[int] = []  # the signal whose `Interrupted` a finalizer swallowed, to raise once more
 
     def handler(signum: int, _frame: Optional[Any]) -> None:
         name = signal.Signals(signum).name
+        if swallowed:  # the first signal again, after a finalizer swallowed it: not a second signal
+            swallowed.clear()
+            raise Interrupted(signum)
         if received:
             _force_stop(received[0])
         received.append(name)
@@ -135,13 +146,30 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
         timers.append(timer)
         raise Interrupted(signum)
 
+    def unraisable(hook_args: Any) -> None:
+        # The signal came while a finalizer (`__del__`, a weakref callback) ran on the main thread: Python prints
+        # what the finalizer raises, as a traceback, and goes on. Instead nothing is printed, and the signal is
+        # sent to the main thread once more from another thread, after this hook and the finalizer have returned
+        # (raised in either, it would be swallowed again): the run stops at once and says so in one line.
+        if isinstance(hook_args.exc_value, Interrupted):
+            signum = signal.Signals[hook_args.exc_value.signal_name]
+            swallowed[:] = [signum]
+            again = threading.Timer(REDELIVER_AFTER, signal.pthread_kill, (threading.main_thread().ident, signum))
+            again.daemon = True
+            again.start()
+            return
+        previous_hook(hook_args)
+
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    previous_hook = sys.unraisablehook
     for sig, old in previous.items():
         if old is not signal.SIG_IGN:
             signal.signal(sig, handler)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
         for timer in timers:  # unwound this far: dlt has joined its loader threads, nothing is left to wait for
