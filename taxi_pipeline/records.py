@@ -21,7 +21,7 @@ Builds recorded before that table are in dlt state, read the same way.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -123,15 +123,21 @@ def zones_record(pipeline: dlt.Pipeline) -> Optional[Mapping[str, Any]]:
 
 
 def _read(pipeline: dlt.Pipeline, table: str) -> Dict[str, Mapping[str, Any]]:
+    return {str(row[0]): _entry(row[1:]) for row in _rows_keyed(pipeline, RECORDS_TABLE, _COLUMNS, table)}
+
+
+def _rows_keyed(pipeline: dlt.Pipeline, table: str, spec: Sequence[Tuple[str, str]], key: str) -> List[Any]:
+    """The rows of one of our tables (`spec`: its columns) whose first column is `key`, without that column.
+
+    [] when the table is not there yet.
+    """
     try:
         with pipeline.sql_client() as client:
-            names = [client.escape_column_name(name) for name, _ in _COLUMNS]
-            records = client.make_qualified_table_name(RECORDS_TABLE)
-            sql = f"SELECT {', '.join(names[1:])} FROM {records} WHERE {names[0]} = %s"
-            rows = client.execute_sql(sql, table) or []
+            names = [client.escape_column_name(name) for name, _ in spec]
+            sql = f"SELECT {', '.join(names[1:])} FROM {client.make_qualified_table_name(table)} WHERE {names[0]} = %s"
+            return list(client.execute_sql(sql, key) or [])
     except DatabaseUndefinedRelation:
-        return {}
-    return {str(row[0]): _entry(row[1:]) for row in rows}
+        return []
 
 
 def _entry(values: Any) -> Dict[str, Any]:
@@ -161,14 +167,7 @@ def built_versions(pipeline: dlt.Pipeline, schema: str) -> Dict[str, Dict[str, s
     built: Dict[str, Dict[str, str]] = {}
     for table, versions in legacy.items():  # table → {month: version}; the zone lookup: table → version
         built[table] = dict(versions) if isinstance(versions, dict) else {ZONES_RECORD: str(versions)}
-    try:
-        with pipeline.sql_client() as client:
-            names = [client.escape_column_name(name) for name, _ in _BUILT_COLUMNS]
-            sql = f"SELECT {', '.join(names[1:])} FROM {client.make_qualified_table_name(BUILT_TABLE)}"
-            rows = client.execute_sql(f"{sql} WHERE {names[0]} = %s", schema) or []
-    except DatabaseUndefinedRelation:
-        rows = []
-    for table, month, version in rows:
+    for table, month, version in _rows_keyed(pipeline, BUILT_TABLE, _BUILT_COLUMNS, schema):
         built.setdefault(str(table), {})[str(month)] = str(version)
     return built
 
