@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator, List, Tuple
 
@@ -14,6 +18,7 @@ import pytest
 import yaml
 
 from taxi_pipeline.cli import parse_command_line
+from taxi_pipeline.errors import ConfigError
 from tests.pebble import render
 
 FLOWS = sorted((Path(__file__).resolve().parents[1] / "flows").glob("*.yml"))
@@ -31,6 +36,7 @@ PLUGIN_TYPES = {  # real Kestra plugin types valid in 1.x and 2.0 (FACTS.md; plu
     "io.kestra.plugin.core.execution.Labels",
     "io.kestra.plugin.scripts.runner.docker.Docker",
 }
+PACKAGE = "/opt/wheels/taxi_pipeline-0.1.0-py3-none-any.whl[postgres,snowflake,dbt]"  # a user's setting
 RETRY_TYPES = {"constant", "exponential", "random"}  # a task's `retry.type`
 INPUT_TYPES = {"STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "SELECT", "MULTISELECT", "DATE", "DATETIME", "ENUM"}
 FORBIDDEN_KEYS = {"pluginDefaults", "runIf", "conditions"}  # Kestra 2.0 rejects them / renamed to `when`
@@ -76,7 +82,7 @@ def _choices(i: dict) -> list:
         return [True, False]
     if i["type"] == "MULTISELECT":
         return [i["defaults"], i["values"]]
-    if i["id"] == "month":  # empty: the slot's month; or one given to a manual run
+    if i["id"] == "month":  # empty: the slot's month (a manual run stops); or the month given
         return [i["defaults"], "2019-03"]
     return [i.get("defaults")]
 
@@ -92,7 +98,7 @@ def contexts(flow: dict) -> Iterator[dict]:
         for run in runs:
             ctx = {
                 "inputs": {i["id"]: v for i, v in zip(inputs, combo, strict=True)},
-                "vars": flow.get("variables", {}),
+                "vars": {**flow.get("variables", {}), "package": PACKAGE},
             }
             ctx["execution"] = {"startDate": dt.datetime(2024, 5, 17, 8, 30)}
             ctx.update(run)
@@ -154,13 +160,52 @@ def test_secrets_only_through_secret_function(flow):
             assert "secret('" in value, f"{key} at {path} must come from secret()"
 
 
+def cli_argv(line: str, ctx: dict, secrets: List[str] | None = None) -> List[str]:
+    """A command line rendered in `ctx` and split like the shell, up to its first `||`, `&&`, `|` or `;`."""
+    argv = shlex.split(render(line, ctx, secrets))
+    ends = [i for i, word in enumerate(argv) if word in ("||", "&&", "|", ";")]
+    return argv[: ends[0]] if ends else argv
+
+
 def load_command(flow: dict, ctx: dict) -> Tuple[str, Any]:
     """The flow's `python -m taxi_pipeline` load command rendered in `ctx`: (text, parsed args)."""
-    (line,) = [c for t in flow["tasks"] for c in t.get("commands", []) if "taxi_pipeline" in c]
-    text = " ".join(shlex.split(render(line, ctx)))
-    command, args = parse_command_line(shlex.split(text)[3:])
-    assert command == "load", text
-    return text, args
+    (line,) = [c for t in flow["tasks"] for c in t.get("commands", []) if c.startswith("python -m taxi_pipeline")]
+    argv = cli_argv(line, ctx)
+    command, args = parse_command_line(argv[3:])
+    assert command == "load", argv
+    return " ".join(argv), args
+
+
+def task_named(flow: dict, task_id: str) -> dict:
+    (task,) = [t for t in flow["tasks"] if t["id"] == task_id]
+    return task
+
+
+def run_task(task: dict, ctx: dict, tmp_path: Path, commands: bool = True) -> subprocess.CompletedProcess:
+    """Run a script task's commands as Kestra's Process runner does: `set -e`, the beforeCommands and (unless
+    `commands` is False) the commands, rendered in `ctx`, joined by newlines into one `/bin/sh -c`, with the task's
+    env. `pip` is a stand-in that records its arguments in `tmp_path/pip.log` (nothing is installed here); `python`
+    is this test's interpreter, where the package is installed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    pip = bin_dir / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "pip.log"}"\n')
+    pip.chmod(0o755)
+    lines = task.get("beforeCommands", []) + (task["commands"] if commands else [])
+    script = "\n".join(["set -e"] + [render(line, ctx) for line in lines])
+    env = {**os.environ, **{k: render(str(v), ctx) for k, v in (task.get("env") or {}).items()}}
+    env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), env["PATH"]])
+    return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+
+
+def kestra_outputs(stdout: str) -> dict:
+    """The outputs Kestra takes from a script's `::{"outputs": …}::` lines (later lines' keys win)."""
+    outputs: dict = {}
+    for line in stdout.splitlines():
+        m = re.fullmatch(r"::(\{.*\})::", line)
+        if m:
+            outputs.update(json.loads(m.group(1)).get("outputs") or {})
+    return outputs
 
 
 def test_the_scheduled_flow_runs_daily_in_utc_one_at_a_time():
@@ -204,10 +249,12 @@ def test_the_backfill_flow_loads_its_range_in_one_run():
 def test_every_command_line_parses_with_the_package_parser(flow):
     checked = 0
     for ctx in contexts(flow):
+        if "month" in ctx["inputs"] and expected_months(ctx) is None:
+            continue  # a manual taxi_month run without a month stops before its load (test below)
         for task in flow["tasks"]:
             for line in task.get("commands", []):
                 secrets: List[str] = []
-                argv = shlex.split(render(line, ctx, secrets))
+                argv = cli_argv(line, ctx, secrets)
                 if argv[:3] != ["python", "-m", "taxi_pipeline"]:
                     continue
                 command, args = parse_command_line(argv[3:])
@@ -231,14 +278,17 @@ def test_every_command_line_parses_with_the_package_parser(flow):
     assert checked, "no taxi_pipeline command line found"
 
 
-def expected_months(ctx: dict) -> tuple:
+def expected_months(ctx: dict) -> Any:
     """(--month, --start, --end) a flow's load command is to carry in `ctx`: a per-month flow's month is its
-    `month` input, else its slot's month (the execution's for a manual run); the others take start and end."""
+    `month` input, else its slot's month (None for a manual run without a month: it loads nothing); the others
+    take start and end."""
     inputs = ctx["inputs"]
     if "month" not in inputs:
         return None, inputs["start"], inputs.get("end")
-    slot = ctx.get("trigger", {}).get("date") or ctx["execution"]["startDate"]
-    return inputs["month"] or slot.strftime("%Y-%m"), None, None
+    if inputs["month"]:
+        return inputs["month"], None, None
+    slot = ctx.get("trigger", {}).get("date")
+    return (slot.strftime("%Y-%m"), None, None) if slot else None
 
 
 def test_the_month_flow_fans_a_backfill_out_one_execution_per_month():
@@ -252,20 +302,19 @@ def test_the_month_flow_fans_a_backfill_out_one_execution_per_month():
     minute, hour, day, month, weekday = monthly["cron"].split()
     assert (day, month, weekday) == ("1", "*", "*"), "one slot per month"
     inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
-    base = {"inputs": inputs, "vars": flow["variables"], "execution": {"startDate": dt.datetime(2026, 12, 2, 9)}}
+    variables = {**flow["variables"], "package": PACKAGE}
+    base = {"inputs": inputs, "vars": variables, "execution": {"startDate": dt.datetime(2026, 12, 2, 9)}}
     slots = [dt.datetime(2019 + m // 12, m % 12 + 1, 1, 7) for m in range(11, 27)]  # 2019-12 … 2021-03
     months = []
     for slot in slots:
         text, args = load_command(flow, {**base, "trigger": {"date": slot}})
-        labels = render(flow["tasks"][0]["labels"]["month"], {**base, "trigger": {"date": slot}})
+        labels = render(task_named(flow, "labels")["labels"]["month"], {**base, "trigger": {"date": slot}})
         assert (args.start, args.end, labels) == (None, None, args.month), text
         months.append(args.month)
     assert months == [f"{s.year}-{s.month:02d}" for s in slots]
     _, args = load_command(flow, {**base, "inputs": {**inputs, "month": "2011-02"}})
     assert args.month == "2011-02"
-    _, args = load_command(flow, base)  # a manual run without a month: the month it runs in (not published)
-    assert args.month == "2026-12"
-    assert args.dest == "postgres" and args.kestra and flow["tasks"][1]["retry"]["maxAttempts"] > 1
+    assert args.dest == "postgres" and args.kestra and task_named(flow, "load")["retry"]["maxAttempts"] > 1
 
 
 def test_the_backfill_flow_spreads_its_months_over_worker_processes():
@@ -282,3 +331,112 @@ def test_free_text_inputs_are_validated_before_they_reach_a_shell(flow):
         if i["type"] == "STRING":
             assert re.fullmatch(i["validator"], i["defaults"]), i
             assert not re.fullmatch(i["validator"], "2019-01; rm -rf ~"), i
+
+
+def test_empty_inputs_are_errors_not_defaults(flow):
+    """An input left empty is refused (Kestra: required, validator) or makes the command exit 2, never a silent
+    default or a catch-up; taxi_month's `month` alone may be empty (a slot's month; a manual run stops, above)."""
+    inputs = {i["id"]: i for i in flow.get("inputs", [])}
+    for i in inputs.values():
+        if i["type"] == "STRING" and (flow["id"], i["id"]) != ("taxi_month", "month"):
+            assert i.get("required", True) and not re.fullmatch(i["validator"], ""), i
+    if "taxi" in inputs:
+        values = {k: "2019-03" if k == "month" else i.get("defaults") for k, i in inputs.items()}
+        ctx = {"inputs": {**values, "taxi": []}, "vars": {**flow["variables"], "package": PACKAGE}}
+        with pytest.raises(ConfigError) as error:
+            load_command(flow, ctx)
+        assert error.value.exit_code == 2 and "--taxi" in str(error.value)
+
+
+def install_steps(flow: dict, ctx: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a flow's script tasks up to its package install (that task's beforeCommands only), stopping at the first
+    that fails, as Kestra would; the last run."""
+    for task in flow["tasks"]:
+        if "commands" not in task:
+            continue
+        installs = any(line.startswith("pip install") for line in task.get("beforeCommands", []))
+        result = run_task(task, ctx, tmp_path, commands=not installs)
+        if installs or result.returncode:
+            return result
+    raise AssertionError("no task installs the package")
+
+
+def test_an_unset_package_stops_the_run_before_pip_with_one_line(flow, tmp_path):
+    """The package is not on PyPI: the default installs nothing (a name there could be anyone's) and says what to
+    set; a set package is what pip installs."""
+    inputs = {i["id"]: i.get("defaults") for i in flow.get("inputs", [])}
+    if "month" in inputs:
+        inputs["month"] = "2019-03"
+    ctx = {"inputs": inputs, "vars": flow["variables"], "execution": {"startDate": dt.datetime(2024, 5, 17)}}
+    result = install_steps(flow, ctx, tmp_path)
+    assert result.returncode == 2, result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: variables.package is empty: set it in this flow") and "not on PyPI" in line
+    assert "git+https://github.com/OWNER/REPO@TAG" in line
+    assert not (tmp_path / "pip.log").exists(), "nothing installed"
+    result = install_steps(flow, {**ctx, "vars": {**flow["variables"], "package": PACKAGE}}, tmp_path)
+    assert result.returncode == 0, result
+    assert (tmp_path / "pip.log").read_text().split("\n")[0] == f"install --quiet {PACKAGE}"
+
+
+def test_a_manual_month_run_without_a_month_stops_before_anything_is_installed(tmp_path):
+    """The trigger's slots load their own month; a manual run loads the month it is given and, without one, fails
+    at once (no install, no label, no retries) instead of loading the current month, which is never published."""
+    flow = flow_named("taxi_month")
+    assert flow["tasks"][0]["id"] == "check" and "retry" not in flow["tasks"][0]
+    inputs = {i["id"]: i.get("defaults") for i in flow["inputs"]}
+    base = {
+        "inputs": inputs,
+        "vars": {**flow["variables"], "package": PACKAGE},
+        "execution": {"startDate": dt.datetime(2026, 12, 2, 9)},
+    }
+    check = task_named(flow, "check")
+    result = run_task(check, base, tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines() == [
+        "error: a manual run of taxi_month loads one month: set its month input (YYYY-MM); taxi_catchup loads "
+        "every published month not loaded yet, taxi_backfill a range"
+    ]
+    assert run_task(check, {**base, "inputs": {**inputs, "month": "2019-03"}}, tmp_path).returncode == 0
+    assert run_task(check, {**base, "trigger": {"date": dt.datetime(2020, 1, 1, 7)}}, tmp_path).returncode == 0
+
+
+def test_the_month_flow_retries_a_failed_load_but_not_bad_input(mirror, tmp_path, monkeypatch):
+    """Kestra's `retry` cannot tell exit codes apart: the load task ends exit 1 (a download or load that can succeed
+    later: retried), but turns exit 2 (bad input or configuration: would fail the same way) into output
+    `bad_input`, and the next task, which has no retry, fails the execution with the error."""
+    flow = flow_named("taxi_month")
+    load, bad_input = task_named(flow, "load"), task_named(flow, "bad_input")
+    assert load["retry"]["maxAttempts"] > 1 and "retry" not in bad_input
+    assert [t["id"] for t in flow["tasks"]][-2:] == ["load", "bad_input"]
+    monkeypatch.setenv("SOURCES__TAXI__BASE_URL", mirror.url)
+    inputs = {"taxi": ["green"], "dest": "duckdb", "format": "parquet", "month": "2019-03"}
+    variables = {**flow["variables"], "package": PACKAGE, "duckdb_path": str(tmp_path / "taxi.duckdb")}
+    ctx = {"inputs": inputs, "vars": variables, "execution": {"startDate": dt.datetime(2026, 12, 2, 9)}}
+
+    def run(ctx: dict) -> Tuple[int, dict, subprocess.CompletedProcess]:
+        loaded = run_task(load, ctx, tmp_path)
+        outputs = kestra_outputs(loaded.stdout)
+        after = run_task(bad_input, {**ctx, "outputs": {"load": {"vars": outputs}}}, tmp_path)
+        return loaded.returncode, outputs, after
+
+    mirror.trips("green", "2019-03", 5, fmt="parquet")
+    code, outputs, after = run(ctx)
+    assert (code, outputs["files"]["green_tripdata 2019-03"], after.returncode) == (0, "loaded", 0), outputs
+
+    mirror.fail("/trip-data/green_tripdata_2019-04.parquet", *([500] * 10))
+    code, outputs, _ = run({**ctx, "inputs": {**inputs, "month": "2019-04"}})
+    assert code == 1 and outputs["ok"] is False and "bad_input" not in outputs, outputs  # the task fails: retried
+
+    missing = {**variables, "duckdb_path": str(tmp_path / "missing" / "taxi.duckdb")}
+    code, outputs, after = run({**ctx, "vars": missing})
+    assert code == 0 and outputs["bad_input"] is True, outputs  # the task ends: not retried
+    assert after.returncode == 2, after
+    assert after.stderr.splitlines() == [
+        "error: cannot open the duckdb destination (check DESTINATION__DUCKDB__CREDENTIALS): no folder for the "
+        f"DuckDB file {tmp_path / 'missing' / 'taxi.duckdb'} (exit 2: fix the input or configuration; not retried)"
+    ]
+
+    code, outputs, after = run({**ctx, "inputs": {**inputs, "taxi": []}})  # an argument error: no summary line
+    assert (code, outputs, after.returncode) == (0, {"bad_input": True}, 2), after
+    assert "see the log of the load task" in after.stderr
