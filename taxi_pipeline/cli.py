@@ -164,6 +164,8 @@ def _main(args_list: List[str], debug: bool) -> int:
             return EXIT_OK
         if command == "dbt":
             built = build_models(args.dest, on_notice=_notice, full_refresh=args.full_refresh)
+            if built is None:  # nothing changed since the last build: skipped, with a note
+                return EXIT_OK
             if not built.success:
                 print(f"error: {_dbt_failure(built)}", file=sys.stderr)
                 return EXIT_FAILED

@@ -55,7 +55,7 @@ from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
 from taxi_pipeline.locks import SIDE_BY_SIDE, RunLock, run_lock, working_folder
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
-from taxi_pipeline.records import ZONES_RECORD, built_versions, forget_record, month_records, write_record, zones_record
+from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record, zones_record
 from taxi_pipeline.remote import Fingerprint, http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, TRIP_SCHEMAS, ZONES, file_label, parse_taxi_types, trip_schema
 from taxi_pipeline.settings import (
@@ -70,7 +70,7 @@ from taxi_pipeline.settings import (
 from taxi_pipeline.source import taxi_source, zones_load_file
 from taxi_pipeline.state import ZONES_KEY, month_entries, source_state
 from taxi_pipeline.table_months import TableMonths, count_rows, month_counts, months_present
-from taxi_pipeline.transform import DbtResult, build_changed, changed_months, dbt_schema, require_dbt, zones_changed
+from taxi_pipeline.transform import DbtResult, build_changed, dbt_schema, require_dbt
 
 LOADED = "loaded"
 REPLACED = "replaced"
@@ -257,12 +257,8 @@ def run(
                 on_notice("dbt build skipped: the load failed")
         elif dbt:
             with lock.dbt_build(dbt_schema()):  # one build into a schema at a time, whichever run makes it
-                # months loaded without dbt, or left by a failed build, are taken as well as this run's
-                built = built_versions(pipeline, dbt_schema())
-                if any(changed_months(pipeline, built).values()) or zones_changed(pipeline, built):
-                    result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
-                elif on_notice:  # a scheduled run where nothing is new stays a matter of seconds
-                    on_notice("dbt build skipped: no month changed since the last dbt build")
+                # months loaded without dbt, or left by a failed build, are taken as well as this run's; none: skipped
+                result.dbt = build_changed(pipeline, output=dbt_output, on_notice=on_notice)
         return result
 
 
@@ -718,14 +714,14 @@ def build_models(
     on_notice: Optional[Callable[[str], None]] = None,
     full_refresh: bool = False,
     output: Optional[TextIO] = None,
-) -> DbtResult:
+) -> Optional[DbtResult]:
     """`dbt build` on a destination without loading anything (under the same run lock as a load).
 
-    Builds the months loaded or replaced since the last successful build (none: the models stay as they are,
-    the small ones are checked), or every month with `full_refresh` (see `transform.build_changed`).
+    Builds the months loaded or replaced since the last successful build, or every month with `full_refresh`;
+    nothing changed: no build, None and a note, as `--dbt` after a load decides (`transform.build_changed`).
     Raises ConfigError when dbt is missing or no trip month is loaded there (dbt would only fail its tests).
     """
-    require_dbt()
+    require_dbt("the dbt command")
     require_database(destination)
     with _opened(destination, on_notice) as (pipeline, lock):
         if not any(month_records(pipeline, s.table) for s in TRIP_SCHEMAS.values()):

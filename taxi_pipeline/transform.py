@@ -144,7 +144,7 @@ def build_changed(
     output: Optional[TextIO] = None,
     full_refresh: bool = False,
     on_notice: Optional[Callable[[str], None]] = None,
-) -> DbtResult:
+) -> Optional[DbtResult]:
     """`dbt build` of the months loaded or replaced since the last successful build, or of every month.
 
     The changed months go to dbt as `taxi_changed_months`: the incremental models delete and insert only those
@@ -152,7 +152,9 @@ def build_changed(
     everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked; a zone
     lookup loaded or replaced since the last build (or no build recorded for the schema) makes it one too. After a
     successful build the months it read are recorded (`records.write_built`), so the next build skips them; after
-    a failed one they stay changed and the next build takes them again.
+    a failed one they stay changed and the next build takes them again. With nothing changed (no month, not the
+    zone lookup) and no `full_refresh`, no build: None, and a note (a scheduled run with nothing new stays a
+    matter of seconds). The one decision of `--dbt` after a load and of `taxi-pipeline dbt`.
     """
     schema = dbt_schema()
     built = built_versions(pipeline, schema)  # read once for the checks below
@@ -163,6 +165,10 @@ def build_changed(
     elif zones_changed(pipeline, built):  # zone names and exclusions of every month: a full build
         full_refresh, what = True, "every month (the zone lookup is new since the last build)"
     changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline, built)
+    if not full_refresh and not any(changed.values()):
+        if on_notice:
+            on_notice("dbt build skipped: no month changed since the last dbt build")
+        return None
     if not full_refresh:
         what = f"the months changed since the last build: {describe_months(changed)}"
     if on_notice:
@@ -208,7 +214,7 @@ def run_dbt(
     (from `run_results.json`). dbt's target and logs stay in `dbt_work_dir(pipeline)` after the run.
     `changed`: raw table → months, passed as `taxi_changed_months` (None: every month).
     """
-    require_dbt()
+    require_dbt("the dbt build")
     project = dbt_project_dir()
     work = dbt_work_dir(pipeline)
     target, logs = work / "target", work / "logs"
@@ -244,7 +250,10 @@ def dbt_vars(changed: Optional[Mapping[str, List[str]]]) -> List[str]:
     return [] if changed is None else ["--vars", json.dumps({CHANGED_MONTHS_VAR: dict(changed)})]
 
 
-def require_dbt() -> None:
-    """Raise ConfigError (exit 2) naming the extra when dbt is not installed: checked before anything loads."""
+def require_dbt(needed_by: str = "--dbt") -> None:
+    """Raise ConfigError (exit 2) naming the extra when dbt is not installed: checked before anything loads.
+
+    `needed_by`: what the user asked for that needs dbt (the option `--dbt`, the `dbt` command), named in the error.
+    """
     if importlib.util.find_spec("dbt") is None or importlib.util.find_spec("dbt.cli") is None:
-        raise ConfigError("--dbt needs dbt: pip install 'taxi-pipeline[dbt]'")
+        raise ConfigError(f"{needed_by} needs dbt: pip install 'taxi-pipeline[dbt]'")

@@ -169,10 +169,11 @@ def test_dbt_without_the_extra_fails_before_loading_anything(mirror, cli, workdi
         importlib.util, "find_spec", lambda name, *a: None if name.startswith("dbt") else real(name, *a)
     )
     mirror.trips("green", "2019-01", 5)
-    for args in (["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt"], ["dbt"]):
+    load = ["--base-url", mirror.url, "--taxi", "green", "--month", "2019-01", "--dbt"]
+    for args, needed_by in ((load, "--dbt"), (["dbt"], "the dbt command")):  # named as the user asked for it
         r = cli(*args)
         assert r.code == 2, r
-        assert r.err == "error: --dbt needs dbt: pip install 'taxi-pipeline[dbt]'\n", r
+        assert r.err == f"error: {needed_by} needs dbt: pip install 'taxi-pipeline[dbt]'\n", r
     assert not mirror.requests, "nothing is downloaded"
     assert not (workdir / "taxi_pipeline.duckdb").exists()
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from taxi_pipeline.errors import LoadError
@@ -272,3 +273,19 @@ def test_run_dbt_never_reads_a_stale_run_results_file(workdir):
     assert not stale.exists()
     assert "No such option" in buffer.getvalue(), buffer.getvalue()
     assert "RuntimeWarning" not in buffer.getvalue() and "\x1b[" not in buffer.getvalue(), buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["taxi_raw", "taxi"])
+def test_dbt_on_a_duckdb_file_named_like_a_schema(mirror, cli, workdir, monkeypatch, name):
+    """A DuckDB file named like the dataset (`taxi_raw.duckdb`) or the dbt schema (`taxi.duckdb`): DuckDB names the
+    file's catalog after it, so a two-part name is ambiguous; `--dbt` and a later `dbt` still build."""
+    path = workdir / f"{name}.duckdb"
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(path))
+    publish_two_services(mirror)
+    r = cli("--base-url", mirror.url, "--taxi", "green,yellow", "--month", "2019-01", "--dbt")
+    assert r.code == 0 and "dbt build passed" in r.out, r
+    r = cli("dbt", "--full-refresh")
+    assert r.code == 0 and "dbt build passed" in r.out, r
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(f"select * from ({mart_sql(f'{name}.taxi')})").fetchall()
+    assert as_mart(rows) == expected_mart(mirror)

@@ -196,6 +196,19 @@ def test_monthly_dbt_builds_equal_a_full_refresh_on_snowflake(mirror, cli, snowf
     assert set(months_of(snowflake.query)["fct_fhv_trips"]) == {"2019-03", "2019-04"}
 
 
+def spy_on_dbt(monkeypatch) -> List[object]:
+    """The `changed` months of every dbt run from now on (None: every month), dbt still running."""
+    seen: List[object] = []
+    original = run_dbt
+
+    def spy(pipeline, *args, **kwargs):
+        seen.append(kwargs.get("changed"))
+        return original(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr("taxi_pipeline.transform.run_dbt", spy)
+    return seen
+
+
 def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monkeypatch):
     """The first build is a full one; months loaded without --dbt are built by the next build, and only they."""
     for month in MONTHS[:2]:
@@ -205,14 +218,7 @@ def test_a_monthly_build_passes_only_the_changed_months(mirror, cli, duck, monke
     pipeline.sync_destination()
     assert changed_months(pipeline)["fhvhv_tripdata"] == MONTHS[:2]
 
-    seen: List[object] = []
-    original = run_dbt
-
-    def spy(pipeline, *args, **kwargs):
-        seen.append(kwargs.get("changed"))
-        return original(pipeline, *args, **kwargs)
-
-    monkeypatch.setattr("taxi_pipeline.transform.run_dbt", spy)
+    seen = spy_on_dbt(monkeypatch)
     r = cli("dbt", "--dest", "duckdb")
     assert r.code == 0 and seen[-1] is None, r  # every month, no var
     assert "dbt build of every month (no build into schema taxi recorded yet)" in r.err, r
@@ -353,3 +359,20 @@ def test_a_dbt_build_recorded_in_dlt_state_by_an_earlier_version_still_counts(mi
     pipeline.load()
     r = cli(*args)
     assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
+
+
+def test_the_dbt_command_skips_when_nothing_changed_as_dbt_after_a_load_does(mirror, cli, monkeypatch):
+    """`taxi-pipeline dbt` with no month and not the zone lookup changed since the last build: no build, a note,
+    exit 0 (as `--dbt` after a load decides); `--full-refresh` still builds every month."""
+    mirror.trips("green", MONTHS[0], 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[0])
+    assert cli(*args, "--dbt").code == 0
+    skipped = "note: dbt build skipped: no month changed since the last dbt build"
+    assert skipped in cli(*args, "--dbt").err
+
+    seen = spy_on_dbt(monkeypatch)
+    r = cli("dbt")
+    assert r.code == 0 and skipped in r.err and "dbt build passed" not in r.out, r
+    assert seen == [], "dbt was not run"
+    r = cli("dbt", "--full-refresh")
+    assert r.code == 0 and "dbt build passed" in r.out and seen == [None], r
