@@ -109,49 +109,130 @@ def output_path(out: str) -> str:
     return path
 
 
-def render(data: ReportData, out: str, title: str) -> Any:
-    """Draw `data` into the PNG `out`: trips per month (and revenue per month below it, if any); the Figure.
+TAXI_TYPES_IN_RIDES = ("yellow", "green")
+"""The taxi types whose trips make up `taxi` in the comparison mart."""
+HALF_MONTH = dt.timedelta(days=15)
 
-    Every month of the span is on the x axis; a taxi type without a month has NaN there, so its line breaks
-    instead of crossing the gap. Each taxi type has its colour from COLOURS in every panel.
+
+@dataclass
+class _Panel:
+    """One panel of the chart: its series (name → month `YYYY-MM` → value), title, y unit and legend title."""
+
+    values: Dict[str, Dict[str, float]]
+    title: str
+    unit: str
+    legend: str
+    left_out: Dict[str, List[str]] = field(default_factory=dict)
+    """Months left out of the `taxi` series → the taxi types not loaded in them."""
+
+
+def render(data: ReportData, out: str, title: str) -> Any:
+    """Draw `data` into the file `out`: trips per month, revenue and taxis beside app rides below it if any; the Figure.
+
+    All panels share one month axis over the whole span: a month sits at the same place in every panel, ticks read
+    like `Jan 2019` (about a dozen at most, on whole months or years). A series without a month has NaN there, so
+    its line breaks instead of crossing the gap, and every point has a marker, so a month alone stays visible.
+    Each taxi type has its colour from COLOURS in every panel; legends sit beside the panels, off the lines. In the
+    comparison, `taxi` leaves out (and shades) the months where yellow or green, whichever is loaded at all, is
+    not: the mart's taxi trips there count the other type only and would read as a collapse.
     Raises ConfigError when there is nothing to draw or matplotlib is missing.
     """
     if not data.trips:
         raise ConfigError("nothing is loaded there yet: load some months first (or check --dest)")
     figure_class = _figure_class()
-    from matplotlib.dates import ConciseDateFormatter, MonthLocator
-    from matplotlib.ticker import FuncFormatter
-
-    panels: List[tuple] = [(data.trips, "trips per month (rows loaded, by file month)", "trips", "taxi type")]
-    if data.revenue:
-        subtitle = "revenue per month (dbt mart, total_amount by pickup month)"
-        panels.append((data.revenue, subtitle, "USD", "taxi type"))
-    if data.rides:
-        subtitle = "taxis (yellow + green) beside app-based rides (Uber, Lyft, Via, Juno) per month (dbt mart)"
-        panels.append((data.rides, subtitle, "trips", "rides"))
-    fig = figure_class(figsize=(11, 4.5 * len(panels)), layout="constrained")
-    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    panels = _panels(data)
     months = _span(data)
-    days = [dt.date(m.year, m.month, 1) for m in months]
     colours = _colours([*data.trips, *data.revenue, *data.rides])
-    for ax, (values, subtitle, unit, legend) in zip(axes, panels, strict=True):
-        for name in sorted(values, key=list(colours).index):
-            by_month = values[name]
-            ys = [by_month.get(str(m), math.nan) for m in months]
-            ax.plot(days, ys, marker="o", markersize=3, label=name, color=colours[name])
-        locator = MonthLocator(interval=max(1, len(months) // 12))  # ticks on months only, about a dozen
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        ax.yaxis.set_major_formatter(FuncFormatter(_human))
-        ax.set_title(subtitle, fontsize=10)
-        ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        ax.legend(title=legend)
+    fig = figure_class(figsize=(12, 4.5 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, panel in zip(axes, panels, strict=True):
+        _draw_panel(ax, panel, months, colours)
+    _month_axis(axes, months)
     axes[-1].set_xlabel("month")
     fig.suptitle(title, fontsize=13)
     fig.savefig(out, dpi=100)
     return fig
+
+
+def _panels(data: ReportData) -> List[_Panel]:
+    """The panels to draw: trips; revenue once dbt built it; taxis beside app rides, partial taxi months left out."""
+    panels = [_Panel(data.trips, "trips per month (rows loaded, by file month)", "trips", "taxi type")]
+    if data.revenue:
+        subtitle = "revenue per month (dbt mart, total_amount by pickup month)"
+        panels.append(_Panel(data.revenue, subtitle, "USD", "taxi type"))
+    if data.rides:
+        kinds = [t for t in TAXI_TYPES_IN_RIDES if t in data.trips] or list(TAXI_TYPES_IN_RIDES)
+        loaded = {t: data.trips.get(t, {}) for t in kinds}
+        taxi = data.rides.get("taxi", {})
+        left_out = {m: gone for m in taxi if (gone := [t for t in kinds if m not in loaded[t]])}
+        values = {**data.rides, "taxi": {m: v for m, v in taxi.items() if m not in left_out}} if taxi else data.rides
+        subtitle = f"taxis ({' + '.join(kinds)}) beside app-based rides (Uber, Lyft, Via, Juno) per month (dbt mart)"
+        panels.append(_Panel(values, subtitle, "trips", "rides", left_out))
+    return panels
+
+
+def _draw_panel(ax: Any, panel: _Panel, months: List[Month], colours: Dict[str, str]) -> None:
+    """One panel: a line with markers per series over every month (NaN where it has none), legend beside it."""
+    from matplotlib.ticker import FuncFormatter
+
+    days = [_first_day(m) for m in months]
+    for name in sorted(panel.values, key=list(colours).index):
+        by_month = panel.values[name]
+        ys = [by_month.get(str(m), math.nan) for m in months]
+        ax.plot(days, ys, marker="o", markersize=5, linewidth=1.5, label=name, color=colours[name])
+    _shade_left_out(ax, panel.left_out)
+    ax.yaxis.set_major_formatter(FuncFormatter(_human))
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_ylabel(panel.unit)
+    top = max((v for by_month in panel.values.values() for v in by_month.values()), default=0)
+    ax.set_ylim(0, top * 1.08 if top > 0 else 1)  # room above the highest point: not drawn on the frame
+    ax.grid(True, alpha=0.3)
+    ax.legend(title=panel.legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=9)
+
+
+def _shade_left_out(ax: Any, left_out: Dict[str, List[str]]) -> None:
+    """Shade each run of months left out of `taxi`, one legend entry naming the taxi types not loaded there."""
+    if not left_out:
+        return
+    gone = [t for t in TAXI_TYPES_IN_RIDES if any(t in types for types in left_out.values())]
+    label = f"taxi left out: {' or '.join(gone)} not loaded"
+    runs: List[List[Month]] = []
+    for month in sorted(Month.parse(m) for m in left_out):
+        if runs and runs[-1][-1].next() == month:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    for i, run in enumerate(runs):
+        start, end = _first_day(run[0]) - HALF_MONTH, _first_day(run[-1]) + HALF_MONTH
+        ax.axvspan(start, end, color="0.5", alpha=0.15, linewidth=0, label=label if i == 0 else "_nolegend_")
+
+
+def _month_axis(axes: List[Any], months: List[Month]) -> None:
+    """The month axis the panels share: the whole span, ticks `Mon YYYY` on every panel, no times, no offset."""
+    from matplotlib.dates import DateFormatter, MonthLocator, YearLocator
+
+    first = axes[0]  # the axes share x: limits, locators and formatter set on one hold for all
+    first.set_xlim(_first_day(months[0]) - HALF_MONTH, _first_day(months[-1]) + HALF_MONTH)
+    first.xaxis.set_major_locator(_month_ticks(len(months)))
+    first.xaxis.set_major_formatter(DateFormatter("%b %Y"))
+    first.xaxis.set_minor_locator(MonthLocator() if len(months) <= 144 else YearLocator())
+    for ax in axes:
+        ax.tick_params(axis="x", labelbottom=True)  # each panel names its months, not only the lowest
+
+
+def _month_ticks(count: int) -> Any:
+    """A locator of at most about a dozen ticks over `count` months: every 1, 2, 3, 6 or 12 months, or years."""
+    from matplotlib.dates import MonthLocator, YearLocator
+
+    for step in (1, 2, 3, 6, 12):
+        if count <= 12 * step:
+            return MonthLocator(bymonth=range(1, 13, step))
+    return YearLocator(base=math.ceil(count / 144))
+
+
+def _first_day(month: Month) -> dt.date:
+    """The first day of a month: where it sits on the x axis."""
+    return dt.date(month.year, month.month, 1)
 
 
 def _figure_class() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Dict, List
 
@@ -24,6 +25,11 @@ def lines_by_label(ax) -> Dict[str, List[float]]:
 def gaps(ys: List[float]) -> List[int]:
     """Indexes of the NaN values in a series."""
     return [i for i, y in enumerate(ys) if math.isnan(y)]
+
+
+def tick_labels(ax) -> List[str]:
+    """The x tick labels an axes shows (after the figure was drawn)."""
+    return [t.get_text() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
 
 
 def test_report_draws_trips_per_taxi_type_from_the_destination(mirror, cli, workdir):
@@ -48,8 +54,7 @@ def test_report_draws_trips_per_taxi_type_from_the_destination(mirror, cli, work
     series = lines_by_label(ax)
     assert series["green"] == [30, 20, 25] and series["yellow"][1] == 40 and gaps(series["yellow"]) == [0, 2]
     assert ax.get_ylabel() == "trips" and ax.get_xlabel() == "month" and ax.get_legend() is not None
-    labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert any("2019" in t for t in labels) and "Feb" in labels
+    assert tick_labels(ax) == ["Jan 2019", "Feb 2019", "Mar 2019"]
 
 
 def test_report_adds_revenue_once_dbt_has_built_the_marts(mirror, cli, workdir):
@@ -176,3 +181,134 @@ def test_output_path_keeps_a_supported_extension_and_adds_png_otherwise(workdir)
     assert output_path("chart") == "chart.png"
     with pytest.raises(ConfigError, match=r"one of .*\.png"):
         output_path("chart.2019")
+
+
+# --- one month axis, ticks, points, partial months, legend (render only) --------------------------------------------
+
+
+def months_of(first: str, last: str) -> List[str]:
+    """`YYYY-MM` of every month from `first` to `last`."""
+    from taxi_pipeline.months import Month, month_range
+
+    return [str(m) for m in month_range(Month.parse(first), Month.parse(last))]
+
+
+def series(first: str, last: str, value: float = 100.0, without: tuple = ()) -> Dict[str, float]:
+    """A month → value series over `first`..`last`, the months in `without` left out."""
+    return {m: value for m in months_of(first, last) if m not in without}
+
+
+def month_x(ax, month: str) -> float:
+    """The pixel column where `month` (its first day) sits in an axes."""
+    import datetime as dt
+
+    from matplotlib.dates import date2num
+
+    year, number = map(int, month.split("-"))
+    return float(ax.transData.transform((date2num(dt.date(year, number, 1)), 0))[0])
+
+
+def test_report_puts_each_month_at_the_same_place_in_every_panel(workdir):
+    data = ReportData(
+        trips={"yellow": series("2019-01", "2019-04", 40), "green": series("2019-01", "2019-04", 30)},
+        revenue={"green": series("2019-01", "2019-02", 300.0), "yellow": series("2019-01", "2019-02", 400.0)},
+        rides={"app": series("2019-02", "2019-04", 50.0), "taxi": series("2019-02", "2019-04", 70.0)},
+    )
+    axes = render(data, str(workdir / "trips.png"), title="t").axes
+    assert len(axes) == 3
+    assert len({ax.get_xlim() for ax in axes}) == 1  # the whole span in every panel, revenue's two months too
+    for month in months_of("2019-01", "2019-04"):
+        xs = [month_x(ax, month) for ax in axes]
+        assert max(xs) - min(xs) < 0.5, (month, xs)  # Feb under Feb, not under Apr
+        left, right = axes[0].get_window_extent().x0, axes[0].get_window_extent().x1
+        assert left < xs[0] < right
+    for ax in axes:
+        assert tick_labels(ax) == ["Jan 2019", "Feb 2019", "Mar 2019", "Apr 2019"]
+    assert axes[1].get_ylim()[1] >= 400.0 * 1.05  # the highest point is not drawn on the frame
+
+
+def test_report_ticks_name_month_and_year_and_thin_out_on_a_long_range(workdir):
+    data = ReportData(
+        trips={"yellow": series("2019-01", "2021-06", 40)},
+        revenue={"yellow": series("2019-01", "2019-02", 400.0)},  # dbt ran on the first two months only
+    )
+    axes = render(data, str(workdir / "trips.png"), title="t").axes
+    for ax in axes:
+        labels = tick_labels(ax)
+        assert 4 <= len(labels) <= 12, labels
+        assert all(re.fullmatch(r"[A-Z][a-z]{2} 20\d\d", t) for t in labels), labels  # no 00:00, no bare "Feb"
+        assert labels[0].endswith("2019") and labels[-1].endswith("2021")
+        assert ax.xaxis.get_offset_text().get_text() == ""  # no offset label ("2019-Jan-01") beside the axis
+    assert tick_labels(axes[0]) == tick_labels(axes[1])
+
+
+def test_report_shows_a_month_without_neighbours_as_a_visible_point(workdir):
+    data = ReportData(
+        trips={"yellow": series("2019-01", "2021-06", 40)},
+        revenue={"yellow": {"2020-03": 400.0}},  # one month of revenue in a long span
+    )
+    _trips_ax, revenue_ax = render(data, str(workdir / "trips.png"), title="t").axes
+    (line,) = revenue_ax.get_lines()
+    assert [float(y) for y in line.get_ydata() if not math.isnan(y)] == [400.0]
+    assert line.get_marker() not in (None, "", " ", "None") and line.get_markersize() >= 5
+    low, high = revenue_ax.get_xlim()
+    assert low < month_x_data("2020-03") < high
+
+    (only,) = render(ReportData(trips={"green": {"2019-05": 10}}), str(workdir / "one.png"), title="t").axes
+    (line,) = only.get_lines()
+    low, high = only.get_xlim()
+    assert line.get_markersize() >= 5 and low < month_x_data("2019-05") < high and high - low >= 20  # days
+    assert tick_labels(only) == ["May 2019"]
+
+
+def month_x_data(month: str) -> float:
+    """A month's first day in matplotlib's date numbers."""
+    import datetime as dt
+
+    from matplotlib.dates import date2num
+
+    year, number = map(int, month.split("-"))
+    return float(date2num(dt.date(year, number, 1)))
+
+
+def test_report_leaves_taxi_months_out_where_yellow_or_green_is_not_loaded(workdir):
+    # yellow 2019-03 and 2019-04 are not loaded: the mart's taxi trips there are green's only, no collapse
+    data = ReportData(
+        trips={
+            "yellow": series("2019-01", "2019-06", 1000, without=("2019-03", "2019-04")),
+            "green": series("2019-01", "2019-06", 100),
+            "fhvhv": series("2019-01", "2019-06", 2000),
+        },
+        rides={"app": series("2019-01", "2019-06", 2000.0), "taxi": series("2019-01", "2019-06", 1100.0)},
+    )
+    data.rides["taxi"].update({"2019-03": 100.0, "2019-04": 100.0})
+    *_, rides_ax = render(data, str(workdir / "trips.png"), title="t").axes
+    lines = lines_by_label(rides_ax)
+    assert gaps(lines["taxi"]) == [2, 3] and lines["taxi"][0] == 1100.0
+    assert gaps(lines["app"]) == []
+    assert min(y for y in lines["taxi"] if not math.isnan(y)) == 1100.0  # no green-only value drawn anywhere
+    legend = [t.get_text() for t in rides_ax.get_legend().get_texts()]
+    note = [t for t in legend if "yellow not loaded" in t]
+    assert note, legend  # the gap says why
+    (band,) = [p for p in rides_ax.patches if p.get_label() == note[0]]
+    x0, x1 = sorted(band.get_bbox().intervalx)
+    assert x0 < month_x_data("2019-03") < month_x_data("2019-04") < x1 < month_x_data("2019-05")
+
+    # green alone (no yellow ever loaded): its months are whole, the panel says it counts green only
+    data.trips.pop("yellow")
+    *_, rides_ax = render(data, str(workdir / "green.png"), title="t").axes
+    assert gaps(lines_by_label(rides_ax)["taxi"]) == [] and "taxis (green)" in rides_ax.get_title()
+    assert not rides_ax.patches
+
+
+def test_report_legend_does_not_cover_the_lines(workdir):
+    data = ReportData(
+        trips={t: series("2019-01", "2021-06", 40) for t in ("yellow", "green", "fhv", "fhvhv")},
+        revenue={"green": series("2019-01", "2021-06", 300.0), "yellow": series("2019-01", "2021-06", 400.0)},
+        rides={"app": series("2019-02", "2021-06", 50.0), "taxi": series("2019-01", "2021-06", 70.0)},
+    )
+    fig = render(data, str(workdir / "trips.png"), title="t")
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent()
+        assert not legend.overlaps(ax.get_window_extent()), (ax.get_title(), legend)
+        assert fig.bbox.contains(legend.x0, legend.y0) and fig.bbox.contains(legend.x1, legend.y1)  # not cut off
