@@ -23,12 +23,20 @@ from typing import Any, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tu
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError, one_line, redact
-from taxi_pipeline.interrupts import interrupted_message, mark_reported, stop_on_signals
+from taxi_pipeline.interrupts import interrupted_message, mark_reported, set_last_words, stop_on_signals
 from taxi_pipeline.pipeline import LoadedMonth, MonthResult, RunResult, build_models, run, status, worker_count
 from taxi_pipeline.progress import MonthProgress
 from taxi_pipeline.schemas import file_label
 from taxi_pipeline.settings import FILE_FORMATS
-from taxi_pipeline.summary import as_dict, kestra_failure_line, kestra_line, rows_loaded, summary_rows, totals
+from taxi_pipeline.summary import (
+    as_dict,
+    failure_dict,
+    kestra_failure_line,
+    kestra_line,
+    rows_loaded,
+    summary_rows,
+    totals,
+)
 from taxi_pipeline.transform import DbtResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -127,8 +135,71 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
-    with _dlt_log_level(None if debug else "CRITICAL"), stop_on_signals():
+    with _dlt_log_level(None if debug else "CRITICAL"), _forgiving_streams(), stop_on_signals():
         return _main(args_list, debug)
+
+
+@contextlib.contextmanager
+def _forgiving_streams() -> Iterator[None]:
+    """Standard streams that a reader gone away (`| head -1`) cannot turn into a failed load (see `_Forgiving`)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Forgiving(out), _Forgiving(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+class _Forgiving(io.TextIOBase):
+    """A standard stream whose write errors (a closed pipe, a closed terminal) stop the output, not the run.
+
+    After the first error it drops what it is given; the descriptor underneath is pointed at /dev/null, so that
+    Python's own flush at exit does not fail on it either.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._break()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def _break(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -154,8 +225,12 @@ def _dlt_log_level(level: Optional[str]) -> Iterator[None]:
 
 def _main(args_list: List[str], debug: bool) -> int:
     out: Optional[_Output] = None
+    doc = _Document.asked(args_list)  # read before parsing: a command line that does not parse gets one too
+    set_last_words(doc.failure)
     try:
         command, args = parse_command_line(args_list)
+        doc = _Document(getattr(args, "json", False), getattr(args, "kestra", False), args.dest)
+        set_last_words(doc.failure)
         if command == "status":
             _print_status(args.dest, args.json)
             return EXIT_OK
@@ -173,7 +248,7 @@ def _main(args_list: List[str], debug: bool) -> int:
             return EXIT_OK
         if args.json and args.kestra:
             raise ConfigError("--json and --kestra both write the summary to stdout: use one of them")
-        out = _Output(args)
+        out = _Output(args, doc)
         result = run(
             destination=args.dest,
             taxi_types=args.taxi,
@@ -191,20 +266,19 @@ def _main(args_list: List[str], debug: bool) -> int:
         )
         return _finish(out, result, debug)  # inside the try: a signal while printing is still one line
     except TaxiPipelineError as exc:
-        if out is not None:
-            out.failed(redact(one_line(exc)))
+        doc.failed(redact(one_line(exc)))
         return _fail(exc, exc.exit_code, debug)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (see `interrupts`)
         message = interrupted_message(exc)
-        if out is not None:
-            out.failed(message)
+        doc.failed(message)
         print(f"error: {message}", file=sys.stderr, flush=True)
         mark_reported()
         return EXIT_FAILED
     except Exception as exc:  # anything unexpected is still one line unless --debug
-        if out is not None:
-            out.failed(redact(one_line(exc)))
+        doc.failed(redact(one_line(exc)))
         return _fail(exc, EXIT_FAILED, debug)
+    finally:
+        set_last_words(None)
 
 
 def _finish(out: _Output, result: RunResult, debug: bool) -> int:
@@ -223,11 +297,58 @@ def _notice(message: str) -> None:
     print(f"note: {message}", file=sys.stderr, flush=True)
 
 
+class _Document:
+    """The one document `--json` and `--kestra` promise on stdout: the summary, or in its place the failure.
+
+    A scheduler reading stdout gets it whatever happens: bad arguments, a destination that cannot be opened,
+    Ctrl-C or SIGTERM (also when the run is stopped past its grace: `interrupts.set_last_words`).
+    """
+
+    def __init__(self, as_json: bool, kestra: bool, destination: str) -> None:
+        self.as_json, self.kestra, self.destination = as_json, kestra, destination
+        self.done = False
+
+    @classmethod
+    def asked(cls, args_list: Sequence[str]) -> _Document:
+        """What a command line asks for, read from its words (for a line that does not parse)."""
+        destination = "duckdb"
+        for word, following in zip(args_list, [*args_list[1:], ""], strict=True):
+            if word == "--dest" and following:
+                destination = following.lower()
+            elif word.startswith("--dest="):
+                destination = word.split("=", 1)[1].lower()
+        return cls("--json" in args_list, "--kestra" in args_list, destination)
+
+    def summary(self, result: RunResult) -> None:
+        """Print the run's summary document(s)."""
+        self.done = True
+        if self.as_json:
+            print(json.dumps(as_dict(result, self.destination), indent=2))
+        if self.kestra:
+            print(kestra_line(result, self.destination), flush=True)
+
+    def failed(self, message: str) -> None:
+        """Print the failure document(s) of a run that stopped before its summary (once)."""
+        text = self.failure(message)
+        if text:
+            print(text, end="", flush=True)
+
+    def failure(self, message: str) -> Optional[str]:
+        """The failure document's text; None where none was asked for or a document is out already."""
+        if self.done:
+            return None
+        self.done = True
+        parts = [json.dumps(failure_dict(message, self.destination), indent=2) + "\n"] if self.as_json else []
+        if self.kestra:
+            parts.append(kestra_failure_line(message, self.destination) + "\n")
+        return "".join(parts) or None
+
+
 class _Output:
     """Where a load's progress, per-file lines and summary go, by `--quiet`, `--json` and `--kestra`."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, args: argparse.Namespace, doc: _Document) -> None:
+        self.args, self.doc = args, doc
         self.lines = not (args.quiet or args.json)
         # Kestra logs stderr as warnings: progress and notes go to stdout there, unless stdout is for --json
         self.log: TextIO = sys.stdout if args.kestra else sys.stderr
@@ -249,19 +370,11 @@ class _Output:
             _print_result(res)
 
     def summary(self, result: RunResult) -> None:
-        if self.args.json:
-            print(json.dumps(as_dict(result, self.args.dest), indent=2))
-        elif self.lines:
+        self.doc.summary(result)
+        if self.lines:
             _print_summary(result)
-        if self.args.kestra:
-            print(kestra_line(result, self.args.dest), flush=True)
         if isinstance(self.dbt_log, io.StringIO) and result.dbt is not None and not result.dbt.success:
             print(self.dbt_log.getvalue(), file=sys.stderr, end="")
-
-    def failed(self, message: str) -> None:
-        """A run that stopped before its summary still gives Kestra an `ok: false` output."""
-        if self.args.kestra:
-            print(kestra_failure_line(message, self.args.dest), flush=True)
 
 
 def _dbt_failure(result: DbtResult) -> str:
@@ -314,7 +427,7 @@ def _write_report(destination: str, out: str) -> None:
     from taxi_pipeline.report import output_path, render, report_data
 
     path = output_path(out)  # before reading the destination: a bad --out fails fast and writes nothing
-    data = report_data(destination)
+    data = report_data(destination, on_notice=_notice)
     render(data, path, title=f"NYC TLC taxi trips loaded into {destination}")
     months = sorted({m for by_month in data.trips.values() for m in by_month})
     span = f"{months[0]}..{months[-1]}" if months else "-"
@@ -335,7 +448,7 @@ def _status_dict(item: LoadedMonth) -> dict[str, Any]:
 
 
 def _print_status(destination: str, as_json: bool = False) -> None:
-    items = status(destination)
+    items = status(destination, on_notice=_notice)
     if as_json:
         print(json.dumps({"destination": destination, "files": [_status_dict(i) for i in items]}, indent=2))
         return

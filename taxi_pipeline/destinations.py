@@ -19,12 +19,18 @@ from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE, DUCKDB_LOAD_SETTINGS, MA
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
 _EXTRAS = {"postgres": ("psycopg2", "pgpq"), "snowflake": ("snowflake.connector",)}
+_CREDENTIALS_FORM = {
+    "duckdb": "give the path of the database file (default: taxi_pipeline.duckdb in the working directory)",
+    "postgres": "give postgresql://user:password@host:port/database",
+    "snowflake": "give snowflake://user:password@account/database?warehouse=…&role=…",
+}
 
 
-def make_destination(name: str) -> Destination:
+def make_destination(name: str, read_only: bool = False) -> Destination:
     """The dlt destination named `name`; credentials come from dlt config (`DESTINATION__<NAME>__CREDENTIALS`).
 
-    DuckDB defaults to `taxi_pipeline.duckdb` in the working directory when no credentials are configured.
+    DuckDB defaults to `taxi_pipeline.duckdb` in the working directory when no credentials are configured;
+    `read_only`: its file is opened read-only (`status`, `report`), so it may sit in a read-only place.
     """
     if name not in DESTINATIONS:
         raise ConfigError(f"unknown destination {name!r}: choose from {', '.join(DESTINATIONS)}")
@@ -35,12 +41,33 @@ def make_destination(name: str) -> Destination:
             raise ConfigError(f"destination {name} needs its driver: pip install 'taxi-pipeline[{name}]'") from None
     if name == "postgres":
         require_adbc_driver()
+    configured = _configured_credentials(name)
+    if name == "postgres":
         return postgres()
     if name == "duckdb":
-        if dlt.secrets.get("destination.duckdb.credentials") or dlt.config.get("destination.duckdb.credentials"):
-            return duckdb()
-        return duckdb(credentials=DEFAULT_DUCKDB_FILE)
+        dest = duckdb() if configured is not None else duckdb(credentials=DEFAULT_DUCKDB_FILE)
+        dest.read_only = read_only
+        return dest
     return snowflake()
+
+
+def _configured_credentials(name: str) -> Any:
+    """The credentials value set for a destination (None: not set); an empty one is a ConfigError.
+
+    An unset variable passed on as `DESTINATION__…__CREDENTIALS=""` must not fall back to a default database,
+    nor reach the driver, whose parse error would not say which setting is empty.
+    """
+    key = f"destination.{name}.credentials"
+    value = dlt.secrets.get(key)
+    if value is None:
+        value = dlt.config.get(key)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(
+            f"DESTINATION__{name.upper()}__CREDENTIALS ([destination.{name}] credentials) is empty: "
+            + _CREDENTIALS_FORM[name]
+            + ", or unset it"
+        )
+    return value
 
 
 class _CatalogQualifiedSqlClient(DuckDbSqlClient):
@@ -115,10 +142,20 @@ class _DuckDbClient(DuckDbClient):
 class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination's name from the class name
     """dlt's DuckDB destination whose statements name the catalog, so a file named like a schema still works."""
 
+    read_only = False
+    """Open the file read-only (DuckDB's `read_only`): nothing is written there, not even a WAL beside it."""
+
     @property
     def client_class(self) -> Type[DuckDbClient]:
         """Our job client."""
         return _DuckDbClient
+
+    def configuration(self, initial_config: Any, accept_partial: bool = False) -> Any:
+        """The resolved configuration (dlt's), its credentials read-only where this destination is `read_only`."""
+        config = super().configuration(initial_config, accept_partial)
+        if self.read_only and config.credentials is not None:
+            config.credentials.read_only = True
+        return config
 
 
 def require_adbc_driver() -> None:

@@ -40,6 +40,8 @@ NOT_AVAILABLE = "not available"
 """A month before the first one the TLC publishes for a taxi type in this layout."""
 UNREACHABLE = "unreachable"
 """The file's HEAD failed (5xx after retries, connection error): nothing is known about the month."""
+CSV_MIRROR_LACKS = "not in the csv mirror (a fixed copy): use --format parquet"
+"""The detail of a month that will never appear in the csv layout's mirror."""
 MISSING = "missing"
 """A month long published in its layout answered 404: the root or the format is wrong (configuration)."""
 
@@ -61,8 +63,7 @@ def long_published(
     if overdue_after <= 0:
         return False
     if file_format == CSV:
-        span = CSV_MIRROR_MONTHS.get(taxi)
-        if span is None or not Month.parse(span[0]) <= month <= Month.parse(span[1]):
+        if not in_csv_mirror(taxi, str(month)):
             return False
     elif month < Month.parse(trip_schema(taxi).first_month):
         return False
@@ -160,36 +161,48 @@ def plan_months(
                 if months is None:
                     return
                 continue
-            plan = MonthPlan(key, url, name, decide(remote, loaded.get(key)), remote)
+            action = decide(remote, loaded.get(key))
+            never = action == NOT_PUBLISHED and file_format == CSV and not in_csv_mirror(taxi, key)
+            plan = MonthPlan(key, url, name, action, remote, detail=CSV_MIRROR_LACKS if never else "")
             yield plan
             if stop_at_gap and plan.action == NOT_PUBLISHED:
                 return
 
 
-def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan]) -> Optional[str]:
-    """What a catch-up (open-ended) walk waits for, or None when every month it checked is there.
+def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan], walk: bool = True) -> Optional[str]:
+    """What a run's months not published wait for, or None when every month it checked is there.
 
-    Parquet: the newest published month and the months not published yet. CSV: past the DataTalksClub mirror's
-    fixed range, that no newer month will appear there and `--format parquet` has them.
+    CSV: a month outside the DataTalksClub mirror's fixed range will never appear there, and `--format parquet`
+    has it (said for explicit months too, so a scheduled csv run does not say "not published" forever). Parquet,
+    in a catch-up (`walk`): the newest published month and the months not published yet.
     """
     waiting = [p.month for p in plans if p.action == NOT_PUBLISHED]
     if not waiting:
         return None
     table = trip_schema(taxi).table
-    mirror = CSV_MIRROR_MONTHS.get(taxi)
-    outside = mirror is None or not Month.parse(mirror[0]) <= Month.parse(waiting[0]) <= Month.parse(mirror[1])
-    if file_format == CSV and outside:
+    outside = [m for m in waiting if file_format == CSV and not in_csv_mirror(taxi, m)]
+    if outside:
+        mirror = CSV_MIRROR_MONTHS.get(taxi)
         held = f"{mirror[0]}..{mirror[1]}" if mirror else "some months of 2019-2021"
         return (
-            f"{table}: {waiting[0]} is not in the csv mirror, a fixed copy of {held} where no new month will appear; "
-            "the TLC publishes every month as parquet: use --format parquet (sources.taxi.file_format)"
+            f"{table}: {month_spans(outside)} {'is' if len(outside) == 1 else 'are'} not in the csv mirror, a fixed "
+            f"copy of {held} where no new month will appear; the TLC publishes every month as parquet: use "
+            "--format parquet (sources.taxi.file_format)"
         )
+    if not walk:
+        return None
     there = [p.month for p in plans if p.action in (LOAD, REPLACE, SKIP)]
     newest = max(there, key=Month.parse) if there else "none"
     return (
         f"{table}: newest published month {newest}; not published yet: {month_spans(waiting)} (the TLC publishes "
         "a month about two months after it ends; the next run loads it once it is there)"
     )
+
+
+def in_csv_mirror(taxi: str, month: str) -> bool:
+    """Whether the DataTalksClub CSV mirror holds `month` of `taxi` (`CSV_MIRROR_MONTHS`)."""
+    span = CSV_MIRROR_MONTHS.get(taxi)
+    return span is not None and Month.parse(span[0]) <= Month.parse(month) <= Month.parse(span[1])
 
 
 def _probed(

@@ -13,6 +13,11 @@ statement's transaction is never committed (the database discards it when it see
 once the statement ends, Snowflake may let a detached query run on first), dlt's unfinished package is
 discarded, the month is loaded again. A second signal ends the process the same way without waiting.
 
+A process killed with -9 removes nothing: its scratch folders (a month's download, 1 GB for fhvhv) stay in the
+temporary folder. Each holds a marker file that its process keeps locked while it uses the folder, and the OS
+unlocks when the process dies; the next run removes the folders whose marker is unlocked
+(`remove_dead_scratch_folders`), never one a live run or worker uses.
+
 A signal that arrives while a finalizer runs on the main thread (the garbage collector closing a connection pool)
 raises `Interrupted` inside it, where Python only prints it and goes on; the signal is then delivered once more,
 so the run still stops at once, with its one line and no traceback.
@@ -21,13 +26,14 @@ so the run still stops at once, with its one line and no traceback.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
-from typing import Any, Iterator, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 STOP_GRACE = 2.0
 """Seconds a stopped run may take to unwind before its process ends itself."""
@@ -35,11 +41,17 @@ REDELIVER_AFTER = 0.05
 """Seconds after a finalizer swallowed the signal's `Interrupted` that the main thread gets the signal again."""
 EXIT_INTERRUPTED = 1
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SCRATCH_PREFIX = "taxi_pipeline_"
+"""The name of every scratch folder starts so, in the temporary folder (`make_scratch_folder`)."""
+SCRATCH_MARKER = ".taxi_pipeline_scratch.lock"
+"""A file in each scratch folder, locked (`flock`) by the process using the folder for as long as it does."""
 
-_scratch: Set[str] = set()
+_scratch: Dict[str, int] = {}
+"""This process's scratch folders, each with the descriptor holding its marker's lock."""
 _children: Set[int] = set()
 _lock = threading.RLock()  # re-entrant: a second signal may arrive while the main thread holds it
 _reported = threading.Event()
+_last_words: Optional[Callable[[str], Optional[str]]] = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,11 +73,27 @@ def mark_reported() -> None:
     _reported.set()
 
 
-def make_scratch_folder(prefix: str = "taxi_pipeline_") -> str:
-    """A new temporary folder for downloads and load files, removed by a forced stop if still there."""
-    folder = tempfile.mkdtemp(prefix=prefix)
+def make_scratch_folder() -> str:
+    """A new temporary folder for downloads and load files, removed by a forced stop if still there.
+
+    Its marker (`SCRATCH_MARKER`) is locked until `remove_scratch_folder`, or until the process dies: then a later
+    run removes it (`remove_dead_scratch_folders`). The marker takes its name only once locked, so no run ever
+    sees the marker of a live folder unlocked.
+    """
+    folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+    staging = os.path.join(folder, SCRATCH_MARKER + ".new")
+    fd = -1
+    try:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file in a new private folder: never waits
+        os.rename(staging, os.path.join(folder, SCRATCH_MARKER))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
+        raise
     with _lock:
-        _scratch.add(folder)
+        _scratch[folder] = fd
     return folder
 
 
@@ -73,13 +101,55 @@ def remove_scratch_folder(folder: str) -> None:
     """Remove a folder made by `make_scratch_folder`."""
     shutil.rmtree(folder, ignore_errors=True)  # first: a forced stop meanwhile still knows the folder
     with _lock:
-        _scratch.discard(folder)
+        fd = _scratch.pop(folder, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # releases the marker's lock, once the folder is gone
+
+
+def remove_dead_scratch_folders() -> List[str]:
+    """Remove the scratch folders that processes of this package left behind as they died (`kill -9`, a crash).
+
+    Only in the temporary folder of this process (`tempfile.gettempdir()`: TMPDIR, else /tmp), only folders that
+    are ours (named `SCRATCH_PREFIX…`, of this user, holding `SCRATCH_MARKER`) and whose marker no process has
+    locked: its maker holds that lock until it removes the folder, and the OS releases it when the process dies,
+    whatever becomes of its pid. Folders of live runs and of their workers are left alone, and so is anything
+    else. Never raises: what cannot be removed stays. Returns the folders removed.
+    """
+    try:
+        entries = [e for e in os.scandir(tempfile.gettempdir()) if e.name.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return []
+    return [entry.path for entry in entries if _remove_if_dead(entry)]
+
+
+def _remove_if_dead(entry: os.DirEntry) -> bool:
+    """Remove the scratch folder `entry` if its marker is unlocked (its process is dead); True when removed."""
+    marker = os.path.join(entry.path, SCRATCH_MARKER)
+    try:
+        if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            return False
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no marker: not ours (or still being made); or it went meanwhile
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked, now = os.fstat(fd), os.stat(marker, follow_symlinks=False)
+        except OSError:  # held: its process lives (this one's included); or the folder went meanwhile
+            return False
+        if (locked.st_dev, locked.st_ino) != (now.st_dev, now.st_ino):
+            return False  # removed by another run meanwhile, and its name taken by a new folder
+        shutil.rmtree(entry.path, ignore_errors=True)  # under the lock: no other run removes it meanwhile
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
-def scratch_folder(prefix: str = "taxi_pipeline_") -> Iterator[str]:
+def scratch_folder() -> Iterator[str]:
     """`make_scratch_folder` for the block, removed after it."""
-    folder = make_scratch_folder(prefix)
+    folder = make_scratch_folder()
     try:
         yield folder
     finally:
@@ -109,10 +179,23 @@ def _force_stop(signal_name: str) -> None:
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     if not _reported.is_set():
-        line = f"error: {interrupted_message(Interrupted(signal.Signals[signal_name]))}\n"
+        message = interrupted_message(Interrupted(signal.Signals[signal_name]))
+        document = _last_words(message) if _last_words is not None else None
         with contextlib.suppress(OSError):
-            os.write(2, line.encode())
+            if document:  # a scheduler reading stdout gets its one document all the same
+                os.write(1, document.encode())
+            os.write(2, f"error: {message}\n".encode())
     os._exit(EXIT_INTERRUPTED)
+
+
+def set_last_words(document: Optional[Callable[[str], Optional[str]]]) -> None:
+    """What a forced stop writes on stdout before it ends the process: `document(message)`, unless None.
+
+    The CLI's `--json` and `--kestra` promise one document on stdout whatever happens; a run stopped past its
+    grace never gets back to the CLI to print it, so the CLI leaves it here.
+    """
+    global _last_words
+    _last_words = document
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ A run holds two kinds of locks:
      and a run that finds it taken leaves it to that run. Schema changes (a new table, a new column) are made
      under a dataset lock by the job client (`binary_copy.BinaryCopyClient`).
    - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
-     writing process per file, so runs on one DuckDB file take turns.
+     writing process per file, so runs on one DuckDB file take turns. `status` and `report` hold it shared
+     (`read_lock`): DuckDB opens no file read-only while another process writes it.
    - Snowflake: the same month, staging and zone lookup locks as leases, rows of a table of ours with an expiry
      that the run renews (`leases`: Snowflake has no advisory locks); schema changes under the dataset's lease.
 
@@ -31,7 +32,7 @@ import fcntl
 import functools
 import os
 import time
-from typing import IO, Any, Callable, Iterable, Iterator, Optional
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import dlt
 
@@ -241,8 +242,7 @@ def run_lock(
         with _postgres_lock(pipeline, timeout, on_wait) as lock:
             yield lock
     elif kind == "duckdb":
-        database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-        path = os.path.realpath(database)
+        database, path = _duckdb_file(pipeline)
         if not os.path.isdir(os.path.dirname(path)):
             raise destination_error(pipeline, FileNotFoundError(f"no folder for the DuckDB file {database}"))
         handle = _open_lock_file(f"{path}.lock")
@@ -257,6 +257,40 @@ def run_lock(
             yield lock
     else:
         yield RunLock()
+
+
+@contextlib.contextmanager
+def read_lock(
+    pipeline: dlt.Pipeline, on_wait: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None
+) -> Iterator[None]:
+    """Hold the block as a reader of the destination (`status`, `report`): nothing to hold but on DuckDB.
+
+    DuckDB refuses a read-only open of a file another process writes: the block waits (saying so, up to
+    `timeout` s, then LoadError) for a run writing the file, and holds its lock file shared, so readers do not wait
+    for each other and a run waits for them. A lock file that cannot be made (a read-only folder) is not needed:
+    no run can write the DuckDB file there either.
+    """
+    if destination_kind(pipeline) != "duckdb":
+        yield
+        return
+    database, path = _duckdb_file(pipeline)
+    handle = _open_lock_file_to_read(f"{path}.lock")
+    if handle is None:
+        yield
+        return
+    with handle:
+        shared = functools.partial(_try_flock, handle, fcntl.LOCK_SH)
+        _wait(shared, f"the DuckDB file {database}", _timeout(timeout), on_wait, "writing")
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _duckdb_file(pipeline: dlt.Pipeline) -> Tuple[str, str]:
+    """The DuckDB database as configured, and its real path."""
+    database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+    return database, os.path.realpath(database)
 
 
 def _timeout(timeout: Optional[float]) -> float:
@@ -345,9 +379,21 @@ def _open_lock_file(path: str) -> IO[str]:
     return open(path, "a+")
 
 
-def _try_flock(handle: IO[str]) -> bool:
+def _open_lock_file_to_read(path: str) -> Optional[IO[str]]:
+    """The lock file, made if missing where that can be; opened to read only in a read-only place; else None."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return open(path, "a+")
+    except OSError:
+        pass
+    try:
+        return open(path)  # a shared flock needs no write access
+    except OSError:
+        return None
+
+
+def _try_flock(handle: IO[str], kind: int = fcntl.LOCK_EX) -> bool:
+    try:
+        fcntl.flock(handle, kind | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False

@@ -21,9 +21,14 @@ class Month:
     def parse(cls, value: str) -> Month:
         """Parse `YYYY-MM`; ValueError with the offending value otherwise."""
         m = _MONTH_RE.match(value.strip()) if isinstance(value, str) else None
-        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2009:
-            raise ValueError(f"bad month {value!r}: expected YYYY-MM, e.g. 2019-01 (TLC data starts 2009-01)")
-        return cls(int(m.group(1)), int(m.group(2)))
+        if not m:
+            raise ValueError(f"bad month {value!r}: expected YYYY-MM, e.g. 2019-01")
+        if not 1 <= int(m.group(2)) <= 12:
+            raise ValueError(f"bad month {value!r}: the month is 01 to 12")
+        month = cls(int(m.group(1)), int(m.group(2)))
+        if month < FIRST_MONTH:
+            raise ValueError(f"bad month {value!r}: the TLC trip data starts {FIRST_MONTH}")
+        return month
 
     @classmethod
     def of(cls, day: dt.date) -> Month:
@@ -41,6 +46,11 @@ class Month:
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+
+FIRST_MONTH = Month(2009, 1)
+"""The first month the TLC publishes trip records for (yellow)."""
+START_MONTH_SETTING = "sources.taxi.start_month (SOURCES__TAXI__START_MONTH)"
 
 
 def month_range(start: Month, end: Month) -> List[Month]:
@@ -81,14 +91,27 @@ def resolve_months(
 
     Returns `(months, start)`: `months` is the explicit inclusive list (`--month`, or `--start` with `--end`,
     or `--end` alone from the configured start), or None when the run walks from `start` to the newest
-    published month.
+    published month. An empty value (an unset shell variable) is a ValueError, never "not given": it would
+    otherwise turn one month into a catch-up of every month since the start. Errors name the option or setting.
     """
-    if month and (start or end):
+    one, first, last = _given(month, "--month"), _given(start, "--start"), _given(end, "--end")
+    if one and (first or last):
         raise ValueError("give either --month or --start/--end, not both")
-    if month:
-        one = Month.parse(month)
+    if one:
         return [one], one
-    first = Month.parse(start or default_start)
-    if end:
-        return month_range(first, Month.parse(end)), first
+    first = first or _given(default_start, START_MONTH_SETTING)
+    if last:
+        return month_range(first, last), first
     return None, first
+
+
+def _given(value: Optional[str], name: str) -> Optional[Month]:
+    """The month a `YYYY-MM` option or setting gives (None: not given); ValueError naming `name` otherwise."""
+    if value is None:
+        return None
+    if not str(value).strip():
+        raise ValueError(f"{name} is empty: give a month YYYY-MM, or leave it out")
+    try:
+        return Month.parse(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None

@@ -51,8 +51,13 @@ from taxi_pipeline.helpers import (
     plan_months,
     walk_notice,
 )
-from taxi_pipeline.interrupts import make_scratch_folder, remove_scratch_folder
-from taxi_pipeline.locks import SIDE_BY_SIDE, RunLock, run_lock, working_folder
+from taxi_pipeline.interrupts import (
+    make_scratch_folder,
+    remove_dead_scratch_folders,
+    remove_scratch_folder,
+    scratch_folder,
+)
+from taxi_pipeline.locks import SIDE_BY_SIDE, RunLock, read_lock, run_lock, working_folder
 from taxi_pipeline.months import Month, resolve_months
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
 from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record, zones_record
@@ -139,15 +144,17 @@ def make_pipeline(
     dataset_name: Optional[str] = None,
     progress: Optional[Collector] = None,
     folder: Optional[str] = None,
+    read_only: bool = False,
 ) -> dlt.Pipeline:
     """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default).
 
     The name stays the same for every database (state in the destination is found by it), but each destination
     location and dataset gets its own local working folder: dlt's local schema and state assume one destination,
     so a dev and a prod database must not share one. `progress`: a dlt collector (see `taxi_pipeline.progress`);
-    `folder`: another working folder for the same destination and dataset (`locks.working_folder`).
+    `folder`: another working folder for the same destination and dataset (`locks.working_folder`);
+    `read_only`: a DuckDB file is opened read-only (`reading`).
     """
-    dest = make_destination(destination)
+    dest = make_destination(destination, read_only)
     name = f"{PIPELINE_NAME_PREFIX}_{destination}"
     dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
     key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
@@ -212,16 +219,20 @@ def run(
         taxis = parse_taxi_types(setting("taxi_types", DEFAULT_TAXI_TYPES) if taxi_types is None else taxi_types)
         months, first = resolve_months(month, start, end, setting("start_month", DEFAULT_START_MONTH))
         fmt = (file_format or setting("file_format", CSV)).lower()
-        root = resolve_base_url(base_url or setting("base_url", None), fmt)
+        root = resolve_base_url(setting("base_url", None) if base_url is None else base_url, fmt)
         overdue_after = _whole_number("overdue_after_months", setting("overdue_after_months", OVERDUE_AFTER_MONTHS))
         workers = worker_count(setting("workers", 1) if workers is None else workers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    current = Month.of(today or dt.date.today())
+    if months is None and first > current and on_notice:
+        on_notice(f"start month {first} is after the current month {current}: no month to load yet")
 
     with _opened(destination, on_notice, progress) as (pipeline, lock):
         if pipeline.has_pending_data:
             # a package left by a killed run: discard it (and the state it carried); the month counts tell the rest
             pipeline.abort_packages()
+        remove_dead_scratch_folders()  # downloads left by a killed run of this package (`interrupts`)
         if workers > 1 and not lock.shared:
             if on_notice:
                 why = ONE_WRITER.get(destination, "its runs do not load side by side")
@@ -351,7 +362,7 @@ def _run_locked(
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, _OUTCOME[plan.action], rows, detail=plan.detail))
-        notice = walk_notice(taxi, fmt, walked) if months is None else None
+        notice = walk_notice(taxi, fmt, walked, walk=months is None)
         if notice and on_notice:
             on_notice(notice)
     load_zones()  # a run with no month to load still keeps the zone lookup current
@@ -417,11 +428,14 @@ def _load_month(
             deferred = current if load_file == MANIFEST else None
             # dlt's merge goes through one staging table per table: one replacement of a table at a time
             with contextlib.nullcontext() if appended else lock.staging(schema.table):
+                # what the month's rows went through, not what the plan expected: rows another run loaded since
+                # the plan (or a load whose record was lost) are replaced
+                outcome = LOADED if appended else REPLACED
                 loaded_month = _load(
-                    pipeline, source, schema.table, plan.month, _OUTCOME[plan.action], after_extract, deferred, appended
+                    pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
                 )
         if zones is not None:
-            zones_result = _zones_result(pipeline, zones, loaded_month.seconds) or _ZONES_PENDING
+            zones_result = _zones_result(pipeline, zones) or _ZONES_PENDING
             lock.release(ZONES.table)
     return loaded_month, zones_result
 
@@ -523,6 +537,8 @@ class ZoneFile:
     outcome: str
     file: FetchedFile
     folder: str
+    seconds: float
+    """How long it took to fetch: its own time in a month's run, which it rides along with (`_zones_result`)."""
 
     def __enter__(self) -> ZoneFile:
         return self
@@ -568,14 +584,15 @@ def _fetch_zones(
     except BaseException:
         remove_scratch_folder(folder)
         raise
-    return ZoneFile(_OUTCOME[action], fetched, folder)
+    return ZoneFile(_OUTCOME[action], fetched, folder, time.monotonic() - started)
 
 
-def _zones_result(pipeline: dlt.Pipeline, zones: ZoneFile, seconds: float) -> Optional[MonthResult]:
-    """The zone lookup's result after the run that took it in with a month.
+def _zones_result(pipeline: dlt.Pipeline, zones: ZoneFile) -> Optional[MonthResult]:
+    """The zone lookup's result after the run that took it in with a month, timed by its fetch (not the month's).
 
     None when that run did not load it (it failed before its package landed): the zone lookup is still to load.
     """
+    seconds = zones.seconds
     entry = source_state(pipeline).get(ZONES_KEY)
     if not entry or not zones.file.fingerprint.same_as(Fingerprint.from_state(entry)):
         return None
@@ -745,6 +762,32 @@ def require_database(destination: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def reading(
+    destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None, restore_state: bool = True
+) -> Iterator[dlt.Pipeline]:
+    """The destination's pipeline to read what is loaded (`status`, `report`), writing nothing there.
+
+    A DuckDB file must exist (`require_database`) and is opened read-only, so it may sit in a read-only place;
+    a run writing it is waited for, saying so through `on_notice`, up to `taxi_pipeline.lock_timeout` (LoadError
+    then, as a load gives up; `locks.read_lock`). The pipeline's working folder is a scratch folder of its own,
+    never a load's, so no run is waited for there; `restore_state`: dlt state is restored into it from the
+    destination (months recorded there before the month records table). A destination that cannot be opened is
+    configuration to fix (ConfigError, exit 2), naming the credentials setting.
+    """
+    require_database(destination)
+    with scratch_folder() as folder:
+        pipeline = make_pipeline(destination, folder=folder, read_only=True)
+        with read_lock(pipeline, on_wait=on_notice):
+            check_destination(pipeline)
+            if restore_state:
+                try:
+                    pipeline.sync_destination()
+                except Exception as exc:
+                    raise destination_error(pipeline, exc) from exc
+            yield pipeline
+
+
 @dataclass
 class LoadedMonth:
     """One loaded file as `status` reports it."""
@@ -757,13 +800,13 @@ class LoadedMonth:
     loaded_at: Optional[str]
 
 
-def status(destination: str = "duckdb") -> List[LoadedMonth]:
+def status(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> List[LoadedMonth]:
     """What is loaded where: every month in state (restored from the destination) with its destination count.
 
-    Raises ConfigError for a DuckDB database that does not exist (nothing is created).
+    Read as `reading` reads: ConfigError for a DuckDB database that does not exist (nothing is created) or a
+    destination that cannot be opened; `on_notice` hears when a run writing the DuckDB file is waited for.
     """
-    require_database(destination)
-    with _opened(destination) as (pipeline, _):
+    with reading(destination, on_notice) as pipeline:
         out: List[LoadedMonth] = []
         zones = zones_record(pipeline)
         if zones:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 from dlt.sources.helpers.requests import Client, RequestException, Response
+from urllib3.exceptions import HTTPError as TransferError
 
 from taxi_pipeline.errors import DownloadError
 from taxi_pipeline.settings import (
@@ -26,10 +27,18 @@ NOT_PUBLISHED_STATUSES = (404, 403)
 
 
 def resolve_base_url(base_url: Optional[str], file_format: str) -> str:
-    """The root to use: the given one, else the public root of the format's layout."""
+    """The root to use: the given one, else (None) the public root of the format's layout.
+
+    An empty one is an error, not the public root: an unset variable must not silently point a run elsewhere.
+    """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"unknown format {file_format!r}: choose csv or parquet")
-    root = base_url or DEFAULT_BASE_URLS[file_format]
+    if base_url is not None and not str(base_url).strip():
+        raise ValueError(
+            "the base URL is empty (--base-url / sources.taxi.base_url): give a root http(s)://…, "
+            "or leave it out for the public root of the format"
+        )
+    root = DEFAULT_BASE_URLS[file_format] if base_url is None else str(base_url).strip()
     if not root.startswith(("http://", "https://")):
         raise ValueError(f"bad base URL {root!r}: expected http(s)://… (--base-url / sources.taxi.base_url)")
     return root.rstrip("/")
@@ -156,9 +165,9 @@ def download(
                     written += len(chunk)
                     if on_chunk:
                         on_chunk(len(chunk), fingerprint.size)
-    except RequestException as exc:
+    except (RequestException, TransferError) as exc:  # TransferError: urllib3's, e.g. the connection cut mid-body
         raise DownloadError(f"download of {url} failed: {_reason(exc)}") from exc
-    except OSError as exc:  # urllib3 protocol errors (connection cut mid-body) and local disk errors
+    except OSError as exc:  # socket errors and local disk errors
         if exc.errno in DISK_FULL:
             where = os.path.dirname(path)
             raise DownloadError(

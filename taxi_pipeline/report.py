@@ -11,13 +11,13 @@ import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.errors import ConfigError
 from taxi_pipeline.months import Month, month_range
-from taxi_pipeline.pipeline import make_pipeline, require_database
+from taxi_pipeline.pipeline import reading
 from taxi_pipeline.schemas import TRIP_SCHEMAS
 from taxi_pipeline.table_months import month_counts
 from taxi_pipeline.transform import dbt_schema
@@ -42,27 +42,25 @@ class ReportData:
     empty unless dbt has built it with app-based rides loaded."""
 
 
-def report_data(destination: str = "duckdb") -> ReportData:
+def report_data(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> ReportData:
     """Trips per `source_month` of every raw trip table, and monthly revenue from the dbt mart if it exists.
 
-    Raises ConfigError for a DuckDB database that does not exist (nothing is created).
+    Read as `status` reads (`pipeline.reading`): ConfigError for a DuckDB database that does not exist (nothing
+    is created) or a destination that cannot be opened; `on_notice` hears when a run writing the DuckDB file is
+    waited for.
     """
-    require_database(destination)
-    pipeline = make_pipeline(destination)
-    data = ReportData()
-    for taxi, schema in TRIP_SCHEMAS.items():
-        counts = month_counts(pipeline, schema.table)
-        if counts:
-            data.trips[taxi] = dict(sorted(counts.items()))
-    revenue = _mart_rows(
-        pipeline, MART, "SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount) FROM {} GROUP BY 1, 2"
-    )
-    data.revenue = _by_name_and_month(revenue)
-    rides = _by_name_and_month(
-        _mart_rows(pipeline, COMPARISON_MART, "SELECT ride_type, trip_month, SUM(trips) FROM {} GROUP BY 1, 2")
-    )
-    data.rides = rides if "app" in rides else {}  # a comparison needs both sides
-    return data
+    with reading(destination, on_notice, restore_state=False) as pipeline:  # the raw tables and marts only
+        data = ReportData()
+        for taxi, schema in TRIP_SCHEMAS.items():
+            counts = month_counts(pipeline, schema.table)
+            if counts:
+                data.trips[taxi] = dict(sorted(counts.items()))
+        revenue_sql = "SELECT service_type, revenue_month, SUM(revenue_monthly_total_amount) FROM {} GROUP BY 1, 2"
+        data.revenue = _by_name_and_month(_mart_rows(pipeline, MART, revenue_sql))
+        rides_sql = "SELECT ride_type, trip_month, SUM(trips) FROM {} GROUP BY 1, 2"
+        rides = _by_name_and_month(_mart_rows(pipeline, COMPARISON_MART, rides_sql))
+        data.rides = rides if "app" in rides else {}  # a comparison needs both sides
+        return data
 
 
 def _mart_rows(pipeline: Any, mart: str, sql: str) -> List[tuple]:

@@ -115,6 +115,20 @@ def as_dict(result: RunResult, destination: str) -> Dict[str, Any]:
     }
 
 
+def failure_dict(error: str, destination: str) -> Dict[str, Any]:
+    """The `--json` document of a run that stopped before any summary (bad input, destination down, a signal)."""
+    return {
+        "ok": False,
+        "destination": destination,
+        "error": error,
+        "files": [],
+        "totals": {},
+        "rows_loaded": 0,
+        "newest_months": {},
+        "dbt": None,
+    }
+
+
 def kestra_line(result: RunResult, destination: str) -> str:
     """One `::{…}::` line: outputs (ok, totals, rows loaded, outcome per file, newest months) and metrics.
 

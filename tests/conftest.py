@@ -33,6 +33,7 @@ class Mirror:
         self.head_delay: Dict[str, float] = {}  # seconds to wait before answering a HEAD of a path
         self.released = threading.Event()  # set: delayed answers go out now (the fixture sets it at teardown)
         self.answered_late: Counter = Counter()  # delayed HEADs answered so far, by path
+        self.cut: Dict[str, int] = {}  # a GET of a path sends this many bytes of the body, then the connection ends
         self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
         self.arrivals: List[Tuple[float, str, str]] = []  # (time.monotonic(), method, path) of every request
         self._version = 0
@@ -91,6 +92,10 @@ class Mirror:
             return Response("HEAD not allowed", status=self.head_mode)
         if request.method == "HEAD" and self.head_mode == "no-length":
             return Response(iter([content]), status=200, headers=headers)  # an iterable: no Content-Length
+        if request.method == "GET" and request.path in self.cut:
+            # the whole length announced, part of the body sent, the connection closed (HTTP/1.0): IncompleteRead
+            headers["Content-Length"] = str(len(content))
+            return Response(iter([content[: self.cut.pop(request.path)]]), status=200, headers=headers)
         return Response(content, status=200, headers=headers)
 
 

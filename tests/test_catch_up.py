@@ -9,6 +9,7 @@ year each file is downloaded once, plus once for its republication.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Dict, List, Set
 
 import pytest
@@ -133,6 +134,21 @@ def test_a_csv_catch_up_of_a_type_or_month_the_mirror_lacks_says_so_too(mirror, 
     assert r.code == 0, r
     assert "2019-02 is not in the csv mirror, a fixed copy of some months of 2019-2021" in r.err, r.err
     assert "use --format parquet" in r.err and "the next run loads it" not in r.err
+
+
+@pytest.mark.parametrize(
+    "args, outside",
+    [(["--taxi", "fhvhv", "--month", "2019-03"], "2019-03 is"), (["--taxi", "green", "--start", "2021-07", "--end",
+     "2021-09"], "2021-08..2021-09 are")],
+)  # fmt: skip
+def test_explicit_months_the_csv_mirror_lacks_say_so(mirror, cli, args, outside):
+    mirror.trips("green", "2021-07", 7)
+    r = cli("--base-url", mirror.url, *args, "--json")
+    assert r.code == 0, r
+    table = f"{args[1]}_tripdata"
+    assert f"note: {table}: {outside} not in the csv mirror" in r.err and "use --format parquet" in r.err, r.err
+    unpublished = [f for f in json.loads(r.out)["files"] if f["outcome"] == "not published"]
+    assert unpublished and all("use --format parquet" in f["detail"] for f in unpublished), r.out
 
 
 def test_dbt_is_skipped_when_no_month_changed_since_the_last_build(mirror, cli):

@@ -25,6 +25,14 @@ from taxi_pipeline.cli import build_parser
         (["--taxi", "green", "--format", "xlsx"], "invalid choice: 'xlsx'"),
         (["--taxi", "green", "--base-url", "ftp://x"], "bad base URL 'ftp://x'"),
         (["--taxi", "green", "--bogus"], "unrecognized arguments: --bogus"),
+        # an unset "$MONTH" in a scheduled script: an error, not a catch-up of every month since the start
+        (["--taxi", "green", "--month", ""], "--month is empty"),
+        (["--taxi", "green", "--month", " "], "--month is empty"),
+        (["--taxi", "green", "--start", ""], "--start is empty"),
+        (["--taxi", "green", "--start", "2019-01", "--end", ""], "--end is empty"),
+        (["--taxi", "green", "--month", "2019-01", "--base-url", ""], "base URL is empty"),
+        (["--taxi", "green", "--month", "2008-12"], "--month: bad month '2008-12': the TLC trip data starts 2009-01"),
+        (["--taxi", "green", "--start", "2019-1"], "--start: bad month '2019-1': expected YYYY-MM"),
         (["status", "--dest", "oracle"], "invalid choice: 'oracle'"),
         (["load", "--dest", "oracle"], "invalid choice: 'oracle'"),
     ],
@@ -53,10 +61,26 @@ def test_missing_driver_names_the_extra(cli, monkeypatch, module):
     assert r.code == 2 and "pip install 'taxi-pipeline[postgres]'" in r.err
 
 
-def test_bad_start_month_in_config_is_exit_2(cli, monkeypatch):
-    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", "January")
+@pytest.mark.parametrize("value, message", [("January", "bad month 'January'"), ("", "is empty")])
+def test_bad_start_month_in_config_is_exit_2_naming_the_setting(cli, monkeypatch, value, message):
+    monkeypatch.setenv("SOURCES__TAXI__START_MONTH", value)
     r = cli("--taxi", "green")
-    assert r.code == 2 and "bad month 'January'" in r.err
+    assert r.code == 2 and message in r.err, r
+    assert "sources.taxi.start_month (SOURCES__TAXI__START_MONTH)" in r.err
+
+
+def test_empty_base_url_in_config_is_exit_2(cli, monkeypatch):
+    monkeypatch.setenv("SOURCES__TAXI__BASE_URL", "")
+    r = cli("--taxi", "green", "--month", "2019-01")
+    assert r.code == 2 and "base URL is empty" in r.err and "sources.taxi.base_url" in r.err, r
+
+
+def test_a_start_month_in_the_future_says_why_nothing_loads(cli, mirror):
+    mirror.trips("green", "2019-01", 5)
+    r = cli("--taxi", "green", "--start", "2999-01", "--base-url", mirror.url)
+    assert r.code == 0, r
+    assert "start month 2999-01 is after the current month" in r.err, r
+    assert mirror.gets("green") == 0
 
 
 def _run_module(args, cwd, **env):
@@ -211,3 +235,14 @@ def test_an_interrupted_call_in_process_leaves_its_process_alive(workdir, mirror
     assert code == 1 and "error: interrupted by SIGINT" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is before
     time.sleep(interrupts.STOP_GRACE + 1)  # a stop timer left armed would have ended this process by now
+
+
+@pytest.mark.parametrize("dest", ["duckdb", "postgres", "snowflake"])
+@pytest.mark.parametrize("command", [["--taxi", "green", "--month", "2019-01"], ["status"]])
+def test_empty_credentials_variable_is_exit_2_naming_it(cli, workdir, monkeypatch, dest, command):
+    monkeypatch.setenv(f"DESTINATION__{dest.upper()}__CREDENTIALS", "")
+    r = cli(*command, "--dest", dest)
+    assert r.code == 2, r
+    assert r.err.startswith(f"error: DESTINATION__{dest.upper()}__CREDENTIALS") and "is empty" in r.err, r
+    assert "SQLAlchemy" not in r.err and r.err.count("\n") == 1
+    assert not (workdir / "taxi_pipeline.duckdb").exists()  # not the default file instead

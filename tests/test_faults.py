@@ -275,6 +275,34 @@ def test_sigterm_during_a_stalled_download_stops_at_once(mirror, workdir, target
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
 
 
+def kestra_outputs(stdout: str) -> List[dict]:
+    """The outputs of every `::{…}::` line Kestra would read."""
+    return [json.loads(line[2:-2])["outputs"] for line in stdout.splitlines() if line.startswith("::{")]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--kestra"])
+@pytest.mark.parametrize("stalled", [True, False], ids=["stopped-past-its-grace", "unwinding"])
+def test_a_stopped_run_still_gives_its_one_document(mirror, workdir, monkeypatch, flag, stalled):
+    """A scheduler reading stdout gets `ok: false` whether the run unwinds or is ended past its grace."""
+    publish_backfill(mirror)
+    duckdb_target = Target("duckdb", dict, list)
+    if stalled:  # February's GET hangs: the run cannot unwind within its grace and ends itself
+        mirror.delay[FEB] = FROZEN_SECONDS
+        proc = spawn(workdir, mirror, duckdb_target, *BACKFILL, flag)
+        wait_for(lambda: mirror.gets("2019-02") or proc.poll() is not None, "February's download")
+        proc.send_signal(signal.SIGTERM)
+        stopped = finish(proc, timeout=STOPPED_WITHIN)
+        mirror.released.set()
+    else:
+        stopped = stop_with_signal(workdir, mirror, duckdb_target, monkeypatch, [*BACKFILL, flag], "normalize", 2,
+                                   signal.SIGTERM)  # fmt: skip
+    assert stopped.returncode == 1, stopped
+    documents = [json.loads(stopped.stdout)] if flag == "--json" else kestra_outputs(stopped.stdout)
+    assert len(documents) == 1, stopped
+    assert documents[0]["ok"] is False and documents[0]["destination"] == "duckdb", documents
+    assert documents[0]["error"].startswith("interrupted by SIGTERM"), documents
+
+
 def test_sigterm_while_replacing_a_month_keeps_its_previous_rows(mirror, workdir, target, monkeypatch):
     publish_backfill(mirror)
     assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0

@@ -437,6 +437,9 @@ def test_the_month_flow_retries_a_failed_load_but_not_bad_input(mirror, tmp_path
         f"DuckDB file {tmp_path / 'missing' / 'taxi.duckdb'} (exit 2: fix the input or configuration; not retried)"
     ]
 
-    code, outputs, after = run({**ctx, "inputs": {**inputs, "taxi": []}})  # an argument error: no summary line
-    assert (code, outputs, after.returncode) == (0, {"bad_input": True}, 2), after
-    assert "see the log of the load task" in after.stderr
+    code, outputs, after = run({**ctx, "inputs": {**inputs, "taxi": []}})  # an argument error: ok false, its error
+    assert (code, outputs["ok"], outputs["bad_input"], after.returncode) == (0, False, True, 2), after
+    assert after.stderr.splitlines() == [
+        "error: argument --taxi: expected one argument (see --help) (exit 2: fix the input or configuration; "
+        "not retried)"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import os
 
 import pytest
@@ -111,6 +112,27 @@ def test_persistent_5xx_fails_with_one_line(mirror, cli, duck):
     assert r.code == 1, r
     assert "Traceback" not in r.err
     assert "green_tripdata" in r.err and "500" in r.err
+
+
+@pytest.mark.parametrize("cut", ["/misc/taxi_zone_lookup.csv", GREEN_JAN])
+def test_a_download_cut_short_fails_its_file_naming_the_url_and_the_run_goes_on(mirror, cli, duck, cut):
+    mirror.trips("green", "2019-01", 15)
+    mirror.trips("green", "2019-02", 10)
+    mirror.cut[cut] = 100  # the connection ends after 100 bytes of the announced length
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02", "--json")
+    assert r.code == 1, r
+    doc = json.loads(r.out)  # the summary document all the same
+    failed = [f for f in doc["files"] if f["outcome"] == "failed"]
+    assert len(failed) == 1 and f"download of {mirror.url}{cut} failed" in failed[0]["detail"], doc
+    label = "taxi_zone_lookup" if "zone" in cut else "green_tripdata 2019-01"
+    assert failed[0]["detail"].startswith(f"{label}: ") and "IncompleteRead" in failed[0]["detail"]
+    assert messages(r.err) == [f"error: {failed[0]['detail']}"], r
+    loaded = {"2019-02": 10} if cut == GREEN_JAN else {"2019-01": 15, "2019-02": 10}
+    assert month_counts(duck, "green_tripdata") == loaded  # the other files of the run still load
+    r = load(cli, mirror, "--taxi", "green", "--start", "2019-01", "--end", "2019-02")
+    assert r.code == 0, r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 15, "2019-02": 10}
+    assert duck("select count(*) from taxi_raw.taxi_zone_lookup")[0][0] > 0
 
 
 def test_truncated_gzip_fails_keeps_nothing_and_is_retried(mirror, cli, duck):
@@ -495,6 +517,22 @@ def test_an_append_that_would_double_a_month_loads_nothing(mirror, cli, duck, mo
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1 and "the table already holds rows of 2019-01; nothing was loaded" in r.out, r
     assert month_counts(duck, "green_tripdata") == {"2019-01": 20}
+
+
+def test_rows_found_in_the_destination_without_their_record_are_reported_replaced(mirror, cli, duck, workdir):
+    """As when another run loaded the month since this one planned it, or a run died before recording it."""
+    import duckdb
+
+    mirror.trips("green", "2019-01", 20)
+    assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
+    mirror.trips("green", "2019-01", 12, seed=5)  # republished
+    with duckdb.connect(str(workdir / "taxi_pipeline.duckdb")) as con:
+        con.execute("delete from taxi_raw._taxi_months where table_name = 'green_tripdata'")
+    r = load(cli, mirror, "--taxi", "green", "--month", "2019-01", "--json")
+    assert r.code == 0, r
+    outcomes = {f["table"]: f["outcome"] for f in json.loads(r.out)["files"]}
+    assert outcomes["green_tripdata"] == "replaced", r
+    assert month_counts(duck, "green_tripdata") == {"2019-01": 12}
 
 
 def test_a_bad_value_late_in_a_month_inserts_none_of_its_rows(mirror, cli, duck):

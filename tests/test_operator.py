@@ -141,6 +141,17 @@ def test_json_summary_is_the_only_stdout(mirror, cli):
     assert "error: green_tripdata 2019-04" in r.err
 
 
+def test_the_zone_lookup_is_not_given_the_seconds_of_the_month_it_loads_with(parallel_mirror, cli):
+    mirror = parallel_mirror
+    mirror.trips("green", "2019-01", 10)
+    mirror.delay["/green/green_tripdata_2019-01.csv.gz"] = 2.0  # a slow month; the zone lookup is not
+    r = load(cli, mirror, *GREEN, "--month", "2019-01", "--json")
+    assert r.code == 0, r
+    seconds = {f["table"]: f["seconds"] for f in json.loads(r.out)["files"]}
+    assert seconds["green_tripdata"] >= 1.5, seconds
+    assert seconds["taxi_zone_lookup"] < seconds["green_tripdata"] - 1.0, seconds
+
+
 def test_quiet_prints_errors_only(mirror, cli):
     mirror.trips("green", "2019-01", 5)
     ok = load(cli, mirror, *GREEN, "--month", "2019-01", "--quiet")
@@ -241,6 +252,54 @@ def test_kestra_gets_ok_false_when_the_run_cannot_start(mirror, cli):
 
 
 # --- status --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--json", "--taxi", "green", "--month", ""], "--month is empty"),
+        (["--json", "--dest", "postgres", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--kestra", "--dest=snowflake", "--month", "2019-1"], "bad month '2019-1'"),
+        (["--kestra", "--json", "--taxi", "green"], "--json and --kestra both"),
+        (["status", "--json", "--dest", "oracle"], "invalid choice: 'oracle'"),
+    ],
+)
+def test_json_and_kestra_get_one_document_for_bad_arguments_too(cli, args, message):
+    r = cli(*args)
+    assert r.code == 2, r
+    dest = {"postgres": "postgres", "--dest=snowflake": "snowflake", "oracle": "oracle"}
+    expected = next((v for k, v in dest.items() if k in args), "duckdb")
+    documents = [json.loads(r.out[: r.out.index("\n}") + 2])] if "--json" in args else []
+    documents += [json.loads(line[2:-2])["outputs"] for line in r.out.splitlines() if line.startswith("::{")]
+    assert len(documents) == (2 if "--json" in args and "--kestra" in args else 1), r
+    for doc in documents:
+        assert doc["ok"] is False and doc["destination"] == expected and message in doc["error"], r
+    assert r.err.startswith("error: ") and message in r.err
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_load(mirror, workdir):
+    """`taxi-pipeline … | head -1`: the months after the closed pipe still load, exit 0, no error."""
+    import subprocess
+    import sys
+
+    for month, rows in (("2019-01", 5), ("2019-02", 6), ("2019-03", 7)):
+        mirror.trips("green", month, rows)
+        mirror.delay[f"/green/green_tripdata_{month}.csv.gz"] = 0.0 if month == "2019-01" else 1.0
+    args = ["--base-url", mirror.url, *GREEN, "--start", "2019-01", "--end", "2019-03"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taxi_pipeline", *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does: every later line meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert b"green_tripdata" in first or b"taxi_zone_lookup" in first, first
+    assert "error" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
+    import duckdb
+
+    with duckdb.connect(str(workdir / "taxi_pipeline.duckdb"), read_only=True) as con:
+        counts = dict(con.execute("select source_month, count(*) from taxi_raw.green_tripdata group by 1").fetchall())
+    assert counts == {"2019-01": 5, "2019-02": 6, "2019-03": 7}
 
 
 def test_status_json_reads_what_is_loaded_from_the_destination(mirror, cli, workdir):
