@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -147,14 +148,21 @@ def _forgiving_streams() -> Iterator[None]:
     try:
         yield
     finally:
+        with contextlib.suppress(OSError, ValueError):  # what could not be written has been reported already
+            sys.stdout.flush()
+            sys.stderr.flush()
         sys.stdout, sys.stderr = out, err
 
 
-class _Forgiving(io.TextIOBase):
-    """A standard stream whose write errors (a closed pipe, a closed terminal) stop the output, not the run.
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.EIO)
+"""Write errors meaning the reader has gone (a closed pipe or socket, a closed terminal)."""
 
-    After the first error it drops what it is given; the descriptor underneath is pointed at /dev/null, so that
-    Python's own flush at exit does not fail on it either.
+
+class _Forgiving(io.TextIOBase):
+    """A standard stream whose reader going away (a closed pipe, a closed terminal) stops the output, not the run.
+
+    After that it drops what it is given; the descriptor underneath is pointed at /dev/null, so that Python's own
+    flush at exit does not fail on it either. Other write errors (a full disk under `> file`) are raised as ever.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -165,16 +173,16 @@ class _Forgiving(io.TextIOBase):
         if not self.broken:
             try:
                 self._stream.write(text)
-            except (OSError, ValueError):
-                self._break()
+            except (OSError, ValueError) as exc:
+                self._break(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.broken:
             try:
                 self._stream.flush()
-            except (OSError, ValueError):
-                self._break()
+            except (OSError, ValueError) as exc:
+                self._break(exc)
 
     def isatty(self) -> bool:
         try:
@@ -192,7 +200,10 @@ class _Forgiving(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._stream, "encoding", None) or "utf-8"
 
-    def _break(self) -> None:
+    def _break(self, exc: BaseException) -> None:
+        """Stop the output for good if `exc` says the reader has gone (a closed stream too); else raise it."""
+        if isinstance(exc, OSError) and exc.errno not in _GONE:
+            raise exc
         self.broken = True
         with contextlib.suppress(OSError, ValueError, AttributeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -331,13 +342,14 @@ class _Document:
         """Print the failure document(s) of a run that stopped before its summary (once)."""
         text = self.failure(message)
         if text:
-            print(text, end="", flush=True)
+            with contextlib.suppress(OSError, ValueError):  # stdout itself may be what failed: stderr says why
+                print(text, end="", flush=True)
+        self.done = True  # after printing: a forced stop meanwhile still prints it whole (`failure`)
 
     def failure(self, message: str) -> Optional[str]:
         """The failure document's text; None where none was asked for or a document is out already."""
         if self.done:
             return None
-        self.done = True
         parts = [json.dumps(failure_dict(message, self.destination), indent=2) + "\n"] if self.as_json else []
         if self.kestra:
             parts.append(kestra_failure_line(message, self.destination) + "\n")

@@ -181,9 +181,10 @@ def _force_stop(signal_name: str) -> None:
     if not _reported.is_set():
         message = interrupted_message(Interrupted(signal.Signals[signal_name]))
         document = _last_words(message) if _last_words is not None else None
-        with contextlib.suppress(OSError):
-            if document:  # a scheduler reading stdout gets its one document all the same
+        if document:  # a scheduler reading stdout gets its one document all the same
+            with contextlib.suppress(OSError):
                 os.write(1, document.encode())
+        with contextlib.suppress(OSError):
             os.write(2, f"error: {message}\n".encode())
     os._exit(EXIT_INTERRUPTED)
 

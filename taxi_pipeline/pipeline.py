@@ -713,12 +713,18 @@ def _opened(
         if folder != pipeline.pipelines_dir:
             pipeline = make_pipeline(destination, progress=progress, folder=folder)
         with run_lock(pipeline, on_wait=on_notice) as lock:
-            check_destination(pipeline)
-            try:
-                pipeline.sync_destination()
-            except Exception as exc:
-                raise destination_error(pipeline, exc) from exc
+            _connect(pipeline)
             yield pipeline, lock
+
+
+def _connect(pipeline: dlt.Pipeline, restore_state: bool = True) -> None:
+    """Reach the destination once and (`restore_state`) restore dlt state from it; ConfigError when it fails."""
+    check_destination(pipeline)
+    if restore_state:
+        try:
+            pipeline.sync_destination()
+        except Exception as exc:
+            raise destination_error(pipeline, exc) from exc
 
 
 def _rows(loaded: Mapping[str, Mapping[str, Any]], month: str) -> Optional[int]:
@@ -779,12 +785,7 @@ def reading(
     with scratch_folder() as folder:
         pipeline = make_pipeline(destination, folder=folder, read_only=True)
         with read_lock(pipeline, on_wait=on_notice):
-            check_destination(pipeline)
-            if restore_state:
-                try:
-                    pipeline.sync_destination()
-                except Exception as exc:
-                    raise destination_error(pipeline, exc) from exc
+            _connect(pipeline, restore_state)
             yield pipeline
 
 

@@ -230,19 +230,39 @@ def run_dbt(
     args += ["--no-use-colors-file"] + ([] if to_terminal else ["--no-use-colors"])
     args += dbt_vars(changed) + (extra_args or [])
     sys.stdout.flush()
-    if output is None:
-        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL)
-    else:
-        done = subprocess.run(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        output.write(done.stdout)
+    returncode = _run_passing_output(args, env, output)
     if not results_file.exists():
-        raise LoadError(f"dbt {command} could not run (exit {done.returncode}); see its output above")
+        raise LoadError(f"dbt {command} could not run (exit {returncode}); see its output above")
     results = json.loads(results_file.read_text()).get("results", [])
     # unique ids are "model.<project>.<name>" and "test.<project>.<name>.<hash>"
     failures = [r["unique_id"].split(".")[2] for r in results if r.get("status") in ("error", "fail", "runtime error")]
-    return DbtResult(done.returncode == 0 and not failures, failures)
+    return DbtResult(returncode == 0 and not failures, failures)
+
+
+def _run_passing_output(args: List[str], env: Mapping[str, str], output: Optional[TextIO]) -> int:
+    """Run a command, its output passed on line by line to `output` (with its stderr) or to our stdout; its exit code.
+
+    Through our own streams, never our descriptors: a reader of our stdout that has gone away (`| head`) stops
+    the output (the CLI's streams drop it), not the command, which would otherwise meet the closed pipe itself.
+    The command is killed when we are stopped (Ctrl-C, SIGTERM) while it runs.
+    """
+    stream = output if output is not None else sys.stdout
+    stderr = subprocess.STDOUT if output is not None else None
+    proc = subprocess.Popen(
+        args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1
+    )
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            stream.write(line)
+            if output is None:  # live, as dbt writes it
+                stream.flush()
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def dbt_vars(changed: Optional[Mapping[str, List[str]]]) -> List[str]:
