@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from dlt.common import logger
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
 from dlt.destinations.impl.postgres.postgres import PostgresClient
+from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 from pgpq import ArrowToPostgresBinaryEncoder
 from pgpq.encoders import StringEncoderBuilder
@@ -44,18 +45,49 @@ from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import COPY_CHUNK_ROWS, MANIFEST
 
+SCHEMA_LOCK_SQL = "SELECT pg_advisory{scope}_lock(hashtext(%s), hashtext(%s))"
+"""The dataset's schema lock (`schema_lock_key`): for the session (`scope` "") or the transaction (`_xact`)."""
+
+
+def schema_lock_key(client: Any) -> tuple[str, str]:
+    """The advisory lock key of schema changes in the dataset a SQL client is on (staging mode: its staging one)."""
+    return (client.dataset_name, SCHEMA_LOCK)
+
+
+class SessionKeepingSqlClient(Psycopg2SqlClient):
+    """dlt's psycopg2 SQL client whose session outlives a failed statement, advisory locks included.
+
+    After a statement fails, dlt resets the connection with psycopg2's `reset()`, which sends `DISCARD ALL`: every
+    session advisory lock of the connection is released on the spot, silently. The first failed lookup inside the
+    schema lock (dlt asks a fresh dataset for its `_dlt_version` table, which is not there yet) let the next run in,
+    and runs started together failed on each other's `CREATE TABLE`. A rollback ends the failed transaction, if
+    any, and keeps the session: its locks, and nothing else dlt relies on (its settings come with the connection).
+    """
+
+    def _reset_connection(self) -> None:
+        self._conn.rollback()
+        self._conn.autocommit = True
+
 
 class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
     """dlt's Postgres job client; a `jsonl` file (our manifest) is loaded by `BinaryCopyJob`.
 
-    Schema changes are made under an advisory lock of the dataset (`locks.SchemaChangesLocked`): runs load
-    side by side on Postgres.
+    Schema changes are made under an advisory lock of the dataset (`locks.SchemaChangesLocked`), held on the
+    connection that makes them: runs load side by side on Postgres. Its SQL client keeps that lock (and the
+    run's month locks) through a failed statement (`SessionKeepingSqlClient`).
     """
+
+    def __init__(self, schema: Any, config: Any, capabilities: Any) -> None:
+        super().__init__(schema, config, capabilities)
+        sql = self.sql_client
+        self.sql_client = SessionKeepingSqlClient(
+            sql.dataset_name, sql.staging_dataset_name, config.credentials, capabilities
+        )
 
     @contextlib.contextmanager
     def _schema_lock(self) -> Iterator[None]:
-        key = (self.sql_client.dataset_name, SCHEMA_LOCK)
-        self.sql_client.execute_sql("SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))", *key)
+        key = schema_lock_key(self.sql_client)
+        self.sql_client.execute_sql(SCHEMA_LOCK_SQL.format(scope=""), *key)
         try:
             yield
         finally:
@@ -184,14 +216,17 @@ class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
     def _ensure_month_index(self, conn: Any, cur: Any) -> None:
         """The BRIN month index, made in its own transaction where it is missing (a lock-free look first).
 
-        Made on the table still empty, it costs nothing; made after the load, it would read the whole month.
-        A role that may not create it (not the table's owner) loads without it: it only speeds things up.
+        Made under the dataset's schema lock, as every schema change (two runs creating it at once would trip over
+        each other's catalog rows), taken for the transaction only. Made on the table still empty, it costs
+        nothing; made after the load, it would read the whole month. A role that may not create it (not the
+        table's owner) loads without it: it only speeds things up.
         """
         client = self._job_client.sql_client
         cur.execute(f"SELECT to_regclass('{month_index_regclass(client, self.load_table_name, SOURCE_MONTH)}') IS NULL")
         if not cur.fetchone()[0]:
             return
         try:
+            cur.execute(SCHEMA_LOCK_SQL.format(scope="_xact"), schema_lock_key(client))
             cur.execute(month_index_sql(client, self.load_table_name, SOURCE_MONTH))
             conn.commit()
         except Exception as exc:
