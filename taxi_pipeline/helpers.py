@@ -267,8 +267,8 @@ def fetch(
     """Download a file into `folder` and, with `load_file`, write its load file there.
 
     `parquet`: the file is parsed a few batches ahead on a background thread while the load file is written.
-    `jsonl`: only the manifest naming the file, and its columns from the header (the load job parses it, see
-    `duckdb_insert`, `binary_copy`). `stop`, when set, ends the work early with `Cancelled`; progress goes to
+    `jsonl`: only the manifest naming the file, and its columns from the header (the load job parses it, see the
+    destinations' jobs). `stop`, when set, ends the work early with `Cancelled`; progress goes to
     `collector` (default: the running pipeline's). Raises DownloadError / FileFormatError for a file that cannot
     be had or read.
     """
@@ -328,7 +328,7 @@ def read_remote(
     With `jsonl` (trip months on DuckDB and Postgres) only the manifest of the file is yielded: the load job reads
     the file later, so it must be `fetched` ahead into a folder that outlives the load, and the rows are known
     only after the load; `record` stays empty and the run records the month itself once the rows are in (see
-    `duckdb_insert`, `binary_copy`).
+    `destinations.duckdb`, `destinations.postgres`).
     """
     if load_file == MANIFEST:
         if fetched is None:

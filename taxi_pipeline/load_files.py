@@ -6,9 +6,9 @@
   just an import.
 - **parquet** for the zone lookup on DuckDB and Postgres (dlt's own jobs load it with the state).
 - **jsonl** for trip months on DuckDB and Postgres: a manifest of the downloaded file, which the load job parses
-  while the destination ingests it (`write_manifest`; read by `binary_copy` on Postgres, `duckdb_insert` on
-  DuckDB); nothing is parsed in extract. The job leaves what it did (`Copied`) for the run, which records the
-  month in state once it has reconciled (`take_copied`).
+  while the destination ingests it (`write_manifest`; read by the load jobs of `destinations.postgres` and
+  `destinations.duckdb`); nothing is parsed in extract. The job leaves what it did (`Copied`) for the run, which
+  records the month in state once it has reconciled (`take_copied`).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def built_versions(pipeline: dlt.Pipeline, schema: str) -> Dict[str, Dict[str, s
 def write_built(pipeline: dlt.Pipeline, schema: str, versions: Mapping[str, Mapping[str, str]]) -> None:
     """Record that a successful build into `schema` read these months' records (raw table → month → version).
 
-    One transaction: each month's row replaced. Runs building into one schema take turns (`locks`), so rows are
+    One transaction: each month's row replaced. Runs building into one schema take turns (`locking`), so rows are
     never written for one schema by two runs at once; other schemas have rows of their own.
     """
     rows = [

@@ -17,7 +17,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from taxi_pipeline.errors import ConfigError
 from taxi_pipeline.months import Month, month_range
-from taxi_pipeline.pipeline import reading
+from taxi_pipeline.opening import reading
 from taxi_pipeline.schemas import TRIP_SCHEMAS
 from taxi_pipeline.table_months import month_counts
 from taxi_pipeline.transform import dbt_schema

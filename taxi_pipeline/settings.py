@@ -6,7 +6,7 @@ CSV = "csv"
 PARQUET = "parquet"
 FILE_FORMATS = (CSV, PARQUET)
 MANIFEST = "jsonl"
-"""The load file format of our manifests (one JSON line naming a downloaded file, see `duckdb_insert`, `binary_copy`).
+"""The load file format of our manifests (one JSON line naming a downloaded file, see `destinations`).
 
 dlt imports a file only in a format it can write; our DuckDB and Postgres job clients load every jsonl file as a
 manifest. A jsonl file without our marker fails its job, naming the file."""

@@ -2,8 +2,8 @@
 
 Each trip resource keeps, in its resource state, one entry per loaded month: the file's fingerprint (ETag,
 Last-Modified, size), its row count, name and load time. dlt stores that state in the destination with the data
-(on DuckDB and Postgres the run stores it right after the data, see `duckdb_insert`, `binary_copy`), so a fresh
-working directory picks it up again.
+(on DuckDB and Postgres the run stores it right after the data, see their `destinations` modules), so a
+fresh working directory picks it up again.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def taxi_source(
         load_files: yield each file as one load file of this format, imported into the load package as it is,
             instead of Arrow tables (None): `parquet`, or `jsonl` for trip months on DuckDB and Postgres through
             our destinations (a manifest its load job parses into an Arrow insert or binary COPY; needs
-            `prefetched`, and leaves recording the month in state to the caller, see `duckdb_insert` and
-            `binary_copy`); the zone lookup then goes as `parquet`.
+            `prefetched`, and leaves recording the month in state to the caller, see `destinations.duckdb` and
+            `destinations.postgres`); the zone lookup then goes as `parquet`.
         prefetched: a month of the (first) taxi type already being fetched with the same `load_files`, used
             instead of downloading it again (see `prefetch`).
         overdue_after_months: a month this many months old that answers 404 is a wrong `base_url` or

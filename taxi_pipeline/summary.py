@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 from taxi_pipeline.errors import redact
 from taxi_pipeline.helpers import NOT_AVAILABLE, NOT_PUBLISHED
 from taxi_pipeline.months import Month
-from taxi_pipeline.pipeline import FAILED, LOADED, REPLACED, SKIPPED, MonthResult, RunResult
+from taxi_pipeline.results import FAILED, LOADED, REPLACED, SKIPPED, MonthResult, RunResult
 from taxi_pipeline.schemas import file_label
 
 OUTCOME_ORDER = (LOADED, REPLACED, SKIPPED, NOT_PUBLISHED, NOT_AVAILABLE, FAILED)

@@ -3,7 +3,7 @@
 The run's own process plans the months as a run on one worker does (a HEAD per month against the month records),
 reports what it does not load and loads the zone lookup; each month to load or replace is handed to the next of up
 to N worker processes that asks for one. A worker opens the pipeline in a local working folder of its own
-(`locks.working_folder`) and loads each month it is handed as a run of its own would: its own dlt run, under its
+(`locking.working_folder`) and loads each month it is handed as a run of its own would: its own dlt run, under its
 month lock, checked again against the records first. Results, notes and progress come back over each worker's
 pipe, so the run shows one progress display, one line per file and one summary, and exits as a run on one worker
 does.
@@ -11,6 +11,9 @@ does.
 Ctrl-C or SIGTERM stops the run and every worker with it (each drops the month it has in flight, as a stopped
 run does); a worker that dies fails the month it had, and the others go on; a worker whose run is gone stops.
 Only where runs load side by side (Postgres, Snowflake): a DuckDB file takes one writer.
+
+Longer than 400 lines: the two sides of one protocol (the run's `Workers` and a worker's `_work`, the channel
+between them, start-up, signals and stopping) read together; split, each half would only make sense beside the other.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from dlt.common.runtime.collector import Collector
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
 from taxi_pipeline.helpers import MonthPlan
 from taxi_pipeline.interrupts import SIGNALS, STOP_GRACE, adopt, disown, mark_reported, stop_on_signals
+from taxi_pipeline.loading import load_months
 from taxi_pipeline.months import Month
-from taxi_pipeline.pipeline import FAILED, MonthResult, _opened, _run_locked
+from taxi_pipeline.opening import opened
 from taxi_pipeline.progress import DOWNLOADED, ROWS
+from taxi_pipeline.results import FAILED, MonthResult
 from taxi_pipeline.schemas import file_label, trip_schema
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -132,7 +137,7 @@ def _work(index: int, work: Work, conn: Any) -> None:
         with stop_on_signals():
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             _watch_parent()
-            with _opened(work.destination, progress=_Forward(channel)) as (pipeline, lock):
+            with opened(work.destination, progress=_Forward(channel)) as (pipeline, lock):
                 if pipeline.has_pending_data:
                     pipeline.abort_packages()  # left by a killed worker: its month is loaded again
                 while (task := channel.next_month()) is not None:
@@ -150,7 +155,7 @@ def _work(index: int, work: Work, conn: Any) -> None:
 def _load_task(work: Work, pipeline: Any, lock: Any, channel: _Channel, taxi: str, month: str) -> None:
     """Load one month as a run of its own would (its month lock, checked again against the records first)."""
     try:
-        _run_locked(
+        load_months(
             pipeline,
             lock,
             [taxi],

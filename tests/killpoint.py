@@ -32,7 +32,7 @@ def _targets() -> dict[str, Tuple[Any, str]]:
     from dlt.load.load import Load
     from dlt.pipeline.pipeline import Pipeline
 
-    from taxi_pipeline import pipeline as pipeline_mod
+    from taxi_pipeline import loading
 
     return {
         "extract": (Pipeline, "extract"),
@@ -40,7 +40,7 @@ def _targets() -> dict[str, Tuple[Any, str]]:
         "load": (Pipeline, "load"),
         "job": (RunnableLoadJob, "run_managed"),
         "commit": (Load, "complete_package"),
-        "reconcile": (pipeline_mod, "_month_rows_after_load"),
+        "reconcile": (loading, "_month_rows_after_load"),
     }
 
 

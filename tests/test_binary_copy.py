@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from taxi_pipeline.binary_copy import cast_batch, copy_schema
+from taxi_pipeline.destinations.postgres_binary import cast_batch, copy_schema
 from taxi_pipeline.errors import ConfigError, LoadError
 
 

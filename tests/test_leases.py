@@ -29,7 +29,7 @@ def said(r) -> list:
 
 def leases(lease_seconds: float = 60.0, timeout: float = 1.0):
     """Another run's leases on the dataset, on a connection of their own."""
-    from taxi_pipeline.leases import SnowflakeLeases
+    from taxi_pipeline.destinations.snowflake import SnowflakeLeases
     from taxi_pipeline.pipeline import make_pipeline
 
     pipeline = make_pipeline("snowflake")
@@ -214,8 +214,8 @@ def test_a_take_interrupted_inside_its_transaction_leaves_no_lease(snowflake):
 def test_leases_not_renewed_in_time_are_lost(snowflake):
     """The renewing connection cannot be opened (the network is gone): after two thirds of a lease the run
     counts its leases lost and stops before its next month."""
+    from taxi_pipeline.destinations.snowflake import SnowflakeLeases
     from taxi_pipeline.errors import LoadError
-    from taxi_pipeline.leases import SnowflakeLeases
     from taxi_pipeline.pipeline import make_pipeline
 
     def unreachable():

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from taxi_pipeline import pipeline as pipeline_mod
+from taxi_pipeline import loading
 from tests import tlc_files
 from tests.conftest import messages, month_counts
 
@@ -167,9 +167,9 @@ def test_rows_lost_in_destination_are_reloaded(mirror, cli, workdir):
 
 def test_reconciliation_mismatch_fails_naming_month_and_counts(mirror, cli, monkeypatch):
     mirror.trips("green", "2019-01", 20)
-    real_count = pipeline_mod.count_rows
+    real_count = loading.count_rows
     monkeypatch.setattr(
-        pipeline_mod, "count_rows", lambda p, table, month=None: real_count(p, table, month) - (1 if month else 0)
+        loading, "count_rows", lambda p, table, month=None: real_count(p, table, month) - (1 if month else 0)
     )
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1, r
@@ -513,7 +513,7 @@ def test_an_append_that_would_double_a_month_loads_nothing(mirror, cli, duck, mo
     assert load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     mirror.trips("green", "2019-01", 20, seed=5)  # republished
     # as if the month had looked empty when planned (another writer got in between): the month is appended
-    monkeypatch.setattr(pipeline_mod.TableMonths, "has_rows", lambda self, month: False)
+    monkeypatch.setattr(loading.TableMonths, "has_rows", lambda self, month: False)
     r = load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1 and "the table already holds rows of 2019-01; nothing was loaded" in r.out, r
     assert month_counts(duck, "green_tripdata") == {"2019-01": 20}

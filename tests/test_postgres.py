@@ -318,13 +318,13 @@ def test_trip_tables_get_a_month_brin_index(mirror, cli, pg):
 
 def test_an_append_that_would_double_a_month_commits_nothing(mirror, cli, pg, monkeypatch):
     """The job probes the month inside its own transaction before the COPY: a month with rows is not appended to."""
-    from taxi_pipeline import pipeline
+    from taxi_pipeline import loading
 
     mirror.trips("green", "2019-01", 20)
     assert pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01").code == 0
     mirror.trips("green", "2019-01", 20, seed=5)  # republished
     # as if the month had looked empty when planned (another writer got in between): the month is appended
-    monkeypatch.setattr(pipeline.TableMonths, "has_rows", lambda self, month: False)
+    monkeypatch.setattr(loading.TableMonths, "has_rows", lambda self, month: False)
     r = pg_load(cli, mirror, "--taxi", "green", "--month", "2019-01")
     assert r.code == 1 and "the table already holds rows of 2019-01; nothing was copied" in r.out, r
     assert pg.month_counts("green_tripdata") == {"2019-01": 20}

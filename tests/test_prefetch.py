@@ -15,7 +15,8 @@ from dlt.pipeline.pipeline import Pipeline
 
 from taxi_pipeline.errors import FileFormatError
 from taxi_pipeline.helpers import LOAD, NOT_PUBLISHED, SKIP, Cancelled, MonthPlan
-from taxi_pipeline.pipeline import FAILED, LOADED, _with_next_load, run
+from taxi_pipeline.loading import _with_next_load
+from taxi_pipeline.pipeline import FAILED, LOADED, run
 from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.schemas import trip_schema
 from tests import tlc_files

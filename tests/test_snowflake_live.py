@@ -61,7 +61,7 @@ def test_snowflake_live_load_rerun_and_replace(mirror, cli, live_dataset):
 
 def test_snowflake_live_workers_load_months_side_by_side(mirror, cli, live_dataset):
     """`--workers 2` on a live account: each worker process takes its months' leases; all exact, all given back."""
-    from taxi_pipeline.leases import LOCKS_TABLE
+    from taxi_pipeline.destinations.snowflake import LOCKS_TABLE
     from taxi_pipeline.pipeline import make_pipeline
     from taxi_pipeline.table_months import month_counts
 

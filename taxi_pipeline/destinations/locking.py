@@ -12,12 +12,13 @@ A run holds two kinds of locks:
      again (`RunLock.shared`) and skips it if it is now loaded. A replacement also holds its table's staging lock
      (dlt's merge goes through one staging table per table); the zone lookup is loaded by one run at a time,
      and a run that finds it taken leaves it to that run. Schema changes (a new table, a new column) are made
-     under a dataset lock by the job client (`binary_copy.BinaryCopyClient`).
+     under a dataset lock by the job client (`destinations.postgres.BinaryCopyClient`).
    - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
      writing process per file, so runs on one DuckDB file take turns. `status` and `report` hold it shared
      (`read_lock`): DuckDB opens no file read-only while another process writes it.
    - Snowflake: the same month, staging and zone lookup locks as leases, rows of a table of ours with an expiry
-     that the run renews (`leases`: Snowflake has no advisory locks); schema changes under the dataset's lease.
+     that the run renews (`destinations.snowflake`: Snowflake has no advisory locks); schema changes under the
+     dataset's lease.
 
 Every lock but a Snowflake lease is released by the OS or the server when its process dies (a lease expires).
 A run that finds a lock taken says so once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres
@@ -32,22 +33,27 @@ import fcntl
 import functools
 import os
 import time
-from typing import IO, Any, Callable, Iterable, Iterator, Optional, Tuple
+from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
 import dlt
 
-from taxi_pipeline.destinations import destination_error, destination_kind
-from taxi_pipeline.errors import ConfigError, LoadError, one_line
+from taxi_pipeline.destinations.common import destination_error
+from taxi_pipeline.errors import ConfigError, LoadError
 from taxi_pipeline.records import records_table_sql
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
+
+
 _POLL_SECONDS = 0.5
+
+
 SIDE_BY_SIDE = ("postgres", "snowflake")
-"""Destinations whose runs load side by side, month by month (each month under its own lock)."""
+
+
 SCHEMA_LOCK = "schema"
-"""The key of the dataset's lock under which schema changes are made (`SchemaChangesLocked`)."""
+
+
 MAX_FOLDERS = 64
-"""Working folders one destination dataset may have on one machine: runs beyond that wait for one."""
 
 
 class RunLock:
@@ -140,7 +146,7 @@ class KeyedLock(RunLock):
     @contextlib.contextmanager
     def held(self, key: str, what: str, doing: str = "loading") -> Iterator[None]:
         """Hold `key` for the block, waiting (up to the lock timeout) for another run that holds it."""
-        _wait(lambda: self._try(key), what, self._timeout, self._on_wait, doing, self.poll_seconds)
+        wait_for(lambda: self._try(key), what, self._timeout, self._on_wait, doing, self.poll_seconds)
         try:
             yield
         finally:
@@ -174,28 +180,6 @@ class KeyedLock(RunLock):
         self._release(table)
 
 
-class _PostgresLock(KeyedLock):
-    """Advisory locks on one connection of the run's own, keyed on `(dataset, what)`."""
-
-    def __init__(self, client: Any, dataset: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
-        super().__init__(timeout, on_wait)
-        self._client, self._dataset = client, dataset
-
-    def check(self) -> None:
-        try:
-            self._client.execute_sql("SELECT 1")
-        except Exception as exc:
-            raise LoadError(f"lost the run lock (the lock connection to postgres dropped): {one_line(exc)}") from exc
-
-    def _try(self, key: str) -> bool:
-        sql = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
-        return bool(self._client.execute_sql(sql, self._dataset, key)[0][0])
-
-    def _release(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # a dropped connection has released it already
-            self._client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", self._dataset, key)
-
-
 @contextlib.contextmanager
 def working_folder(
     pipelines_dir: str,
@@ -212,85 +196,20 @@ def working_folder(
     timeout = _timeout(timeout)
     siblings = [f"{pipelines_dir}~{n}" for n in range(1, MAX_FOLDERS)] if shared else []
     for folder in [pipelines_dir, *siblings]:
-        handle = _open_lock_file(os.path.join(folder, f".{name}.lock"))
-        if _try_flock(handle):
+        handle = open_lock_file(os.path.join(folder, f".{name}.lock"))
+        if try_flock(handle):
             break
         handle.close()
     else:  # every folder busy: wait for the first
         folder = pipelines_dir
-        handle = _open_lock_file(os.path.join(folder, f".{name}.lock"))
-        _wait(functools.partial(_try_flock, handle), f"the local dlt folder of {name}", timeout, on_wait)
+        handle = open_lock_file(os.path.join(folder, f".{name}.lock"))
+        wait_for(functools.partial(try_flock, handle), f"the local dlt folder of {name}", timeout, on_wait)
     try:
         yield folder
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-@contextlib.contextmanager
-def run_lock(
-    pipeline: dlt.Pipeline, on_wait: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None
-) -> Iterator[RunLock]:
-    """Hold the destination's lock for the run (DuckDB), or open the month locks' connection (Postgres, Snowflake).
-
-    LoadError after `timeout` s of waiting.
-    """
-    timeout = _timeout(timeout)
-    kind = destination_kind(pipeline)
-    if kind == "postgres":
-        with _postgres_lock(pipeline, timeout, on_wait) as lock:
-            yield lock
-    elif kind == "duckdb":
-        database, path = _duckdb_file(pipeline)
-        if not os.path.isdir(os.path.dirname(path)):
-            raise destination_error(pipeline, FileNotFoundError(f"no folder for the DuckDB file {database}"))
-        handle = _open_lock_file(f"{path}.lock")
-        with handle:
-            _wait(lambda: _try_flock(handle), f"the DuckDB file {database}", timeout, on_wait)
-            try:
-                yield RunLock()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    elif kind == "snowflake":
-        with _snowflake_leases(pipeline, timeout, on_wait) as lock:
-            yield lock
-    else:
-        yield RunLock()
-
-
-@contextlib.contextmanager
-def read_lock(
-    pipeline: dlt.Pipeline, on_wait: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None
-) -> Iterator[None]:
-    """Hold the block as a reader of the destination (`status`, `report`): nothing to hold but on DuckDB.
-
-    DuckDB refuses a read-only open of a file another process writes: the block waits (saying so, up to
-    `timeout` s, then LoadError) for a run writing the file, and holds its lock file shared, so readers do not wait
-    for each other and a run waits for them. A lock file that cannot be made (a read-only folder) is not needed:
-    no run can write the DuckDB file there either.
-    """
-    if destination_kind(pipeline) != "duckdb":
-        yield
-        return
-    database, path = _duckdb_file(pipeline)
-    handle = _open_lock_file_to_read(f"{path}.lock")
-    if handle is None:
-        yield
-        return
-    with handle:
-        shared = functools.partial(_try_flock, handle, fcntl.LOCK_SH)
-        _wait(shared, f"the DuckDB file {database}", _timeout(timeout), on_wait, "writing")
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _duckdb_file(pipeline: dlt.Pipeline) -> Tuple[str, str]:
-    """The DuckDB database as configured, and its real path."""
-    database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-    return database, os.path.realpath(database)
 
 
 def _timeout(timeout: Optional[float]) -> float:
@@ -317,7 +236,7 @@ def seconds_setting(key: str, default: float, zero: bool = False) -> float:
     return seconds
 
 
-def _wait(
+def wait_for(
     try_lock: Callable[[], bool],
     what: str,
     timeout: float,
@@ -325,6 +244,10 @@ def _wait(
     doing: str = "using",
     poll_seconds: float = _POLL_SECONDS,
 ) -> None:
+    """Call `try_lock` until it succeeds, saying once through `on_wait` that another run has it.
+
+    LoadError after `timeout` s.
+    """
     deadline = time.monotonic() + timeout
     told = False
     while not try_lock():
@@ -336,35 +259,7 @@ def _wait(
         time.sleep(poll_seconds)
 
 
-@contextlib.contextmanager
-def _postgres_lock(
-    pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]
-) -> Iterator[RunLock]:
-    client = _open_client(pipeline)
-    try:
-        yield _PostgresLock(client, pipeline.dataset_name, timeout, on_wait)
-    finally:
-        with contextlib.suppress(Exception):  # closing the session releases whatever it still holds
-            client.close_connection()
-
-
-@contextlib.contextmanager
-def _snowflake_leases(
-    pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]
-) -> Iterator[RunLock]:
-    from taxi_pipeline.leases import SnowflakeLeases  # Snowflake runs only
-
-    client = _open_client(pipeline)
-    leases = SnowflakeLeases(client, pipeline.sql_client, timeout, on_wait)
-    try:
-        yield leases
-    finally:
-        leases.close()
-        with contextlib.suppress(Exception):
-            client.close_connection()
-
-
-def _open_client(pipeline: dlt.Pipeline) -> Any:
+def open_client(pipeline: dlt.Pipeline) -> Any:
     """A connection of the run's own to the destination; failing is configuration to fix (exit 2)."""
     try:
         client = pipeline.sql_client()
@@ -374,12 +269,13 @@ def _open_client(pipeline: dlt.Pipeline) -> Any:
     return client
 
 
-def _open_lock_file(path: str) -> IO[str]:
+def open_lock_file(path: str) -> IO[str]:
+    """A lock file opened to write, its folder made if missing."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return open(path, "a+")
 
 
-def _open_lock_file_to_read(path: str) -> Optional[IO[str]]:
+def open_lock_file_to_read(path: str) -> Optional[IO[str]]:
     """The lock file, made if missing where that can be; opened to read only in a read-only place; else None."""
     try:
         return open(path, "a+")
@@ -391,7 +287,8 @@ def _open_lock_file_to_read(path: str) -> Optional[IO[str]]:
         return None
 
 
-def _try_flock(handle: IO[str], kind: int = fcntl.LOCK_EX) -> bool:
+def try_flock(handle: IO[str], kind: int = fcntl.LOCK_EX) -> bool:
+    """Take a `flock` of `kind` on `handle` if free (True), without waiting."""
     try:
         fcntl.flock(handle, kind | fcntl.LOCK_NB)
         return True

@@ -1,4 +1,6 @@
-"""Postgres loads through binary COPY, the file parsed while the server ingests it.
+"""Postgres: the destination, its job client, the month's binary COPY load job, the run's advisory locks.
+
+A month loads through binary COPY, the file parsed while the server ingests it.
 
 A month's load file for Postgres is a small manifest naming the downloaded file (a one-line `jsonl`
 file, written by `load_files.write_manifest`). Its load job (`BinaryCopyJob`, run by dlt's loader like any
@@ -10,43 +12,78 @@ job before anything is committed.
 
 An appended month's record (`records`) is written in the COPY's transaction. The job leaves the rows (or its
 error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a replaced
-one after dlt's merge (see `pipeline`).
+one after dlt's merge (see `loading`).
+
+A run's month, staging, zone lookup and dbt locks are session advisory locks on one connection of its own
+(`AdvisoryLocks`); schema changes are made under the dataset's lock on the connection that makes them. A failed
+statement keeps them (`SessionKeepingSqlClient`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Type
 
+import dlt
 import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.common import logger
 from dlt.common.destination.client import HasFollowupJobs, LoadJob, RunnableLoadJob
 from dlt.destinations.impl.postgres.postgres import PostgresClient
 from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
-from pgpq import ArrowToPostgresBinaryEncoder
-from pgpq.encoders import StringEncoderBuilder
-from pgpq.schema import Jsonb
 
-from taxi_pipeline.destinations import (
+from taxi_pipeline.destinations.common import (
     MONTH_INDEX_ONLY,
     month_filter,
     month_index_regclass,
     month_index_sql,
     month_probe_sql,
 )
-from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.destinations.locking import SCHEMA_LOCK, KeyedLock, RunLock, SchemaChangesLocked, open_client
+from taxi_pipeline.destinations.postgres_binary import (
+    _Chunks,
+    cast_batch,
+    copy_encoder,
+    copy_schema,
+    table_arrow_schema,
+)
+from taxi_pipeline.errors import ConfigError, LoadError, one_line
 from taxi_pipeline.helpers import read_batches
-from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
-from taxi_pipeline.locks import SCHEMA_LOCK, SchemaChangesLocked
+from taxi_pipeline.load_files import Copied, ManifestJob
 from taxi_pipeline.records import job_record, record_statements
 from taxi_pipeline.schemas import SOURCE_MONTH, table_schema
 from taxi_pipeline.settings import COPY_CHUNK_ROWS, MANIFEST
 
+
+def require_adbc_driver() -> None:
+    """ConfigError naming the install command when the ADBC PostgreSQL driver is missing or does not load."""
+    from dlt.destinations._adbc_jobs import has_adbc_driver
+    from dlt.destinations.impl.postgres.factory import get_adbc_driver_location
+
+    found, why = has_adbc_driver(get_adbc_driver_location(), disable_adbc_detection=False)
+    if not found:
+        raise ConfigError(
+            "destination postgres loads through binary COPY and needs the ADBC PostgreSQL driver: "
+            f"pip install 'taxi-pipeline[postgres]' ({one_line(Exception(why or 'not found'))})"
+        )
+
+
+class postgres(dlt.destinations.postgres):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's Postgres destination that also loads `jsonl` files: our manifests, by binary COPY (`BinaryCopyJob`)."""
+
+    def _raw_capabilities(self) -> Any:
+        caps = super()._raw_capabilities()
+        caps.supported_loader_file_formats = [*caps.supported_loader_file_formats, MANIFEST]
+        return caps
+
+    @property
+    def client_class(self) -> Type[Any]:
+        """Our job client."""
+        return BinaryCopyClient
+
+
 SCHEMA_LOCK_SQL = "SELECT pg_advisory{scope}_lock(hashtext(%s), hashtext(%s))"
-"""The dataset's schema lock (`schema_lock_key`): for the session (`scope` "") or the transaction (`_xact`)."""
 
 
 def schema_lock_key(client: Any) -> tuple[str, str]:
@@ -72,7 +109,7 @@ class SessionKeepingSqlClient(Psycopg2SqlClient):
 class BinaryCopyClient(SchemaChangesLocked, PostgresClient):
     """dlt's Postgres job client; a `jsonl` file (our manifest) is loaded by `BinaryCopyJob`.
 
-    Schema changes are made under an advisory lock of the dataset (`locks.SchemaChangesLocked`), held on the
+    Schema changes are made under an advisory lock of the dataset (`locking.SchemaChangesLocked`), held on the
     connection that makes them: runs load side by side on Postgres. Its SQL client keeps that lock (and the
     run's month locks) through a failed statement (`SessionKeepingSqlClient`).
     """
@@ -251,128 +288,35 @@ def _transaction(conn: Any) -> Iterator[Any]:
                 conn.autocommit = True
 
 
-class _Chunks:
-    """A file-like object for psycopg2's `copy_expert`: each `read` is the next non-empty encoded chunk.
+class AdvisoryLocks(KeyedLock):
+    """Advisory locks on one connection of the run's own, keyed on `(dataset, what)`."""
 
-    psycopg2 sends whatever `read` returns (its size argument is a hint), and ends the COPY at the first `b""`.
-    An error raised here reaches psycopg2, which cancels the COPY (`QueryCanceled`); `load_manifest` raises the
-    error itself instead.
-    """
+    def __init__(self, client: Any, dataset: str, timeout: float, on_wait: Optional[Callable[[str], None]]) -> None:
+        super().__init__(timeout, on_wait)
+        self._client, self._dataset = client, dataset
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
+    def check(self) -> None:
+        """Fail (LoadError) if the locks' connection dropped: the server has released them then."""
+        try:
+            self._client.execute_sql("SELECT 1")
+        except Exception as exc:
+            raise LoadError(f"lost the run lock (the lock connection to postgres dropped): {one_line(exc)}") from exc
 
-    def read(self, size: int = -1) -> bytes:
-        for chunk in self._chunks:
-            if chunk:
-                return chunk
-        return b""
+    def _try(self, key: str) -> bool:
+        sql = "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))"
+        return bool(self._client.execute_sql(sql, self._dataset, key)[0][0])
 
-
-_PG_TYPES: Dict[str, pa.DataType] = {
-    "int2": pa.int16(),
-    "int4": pa.int32(),
-    "int8": pa.int64(),
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "text": pa.string(),
-    "varchar": pa.string(),
-    "bpchar": pa.string(),
-    "name": pa.string(),
-    "json": pa.string(),  # json's binary form is its text
-    "jsonb": pa.string(),  # sent with pgpq's jsonb encoder (`copy_encoder`)
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", "UTC"),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "bool": pa.bool_(),
-    "bytea": pa.binary(),
-}
-"""Arrow types of the PostgreSQL types binary COPY can send (as the ADBC driver reads them, numeric aside)."""
-
-PG_TYPE = b"POSTGRESQL:type"
-"""Field metadata: the column's PostgreSQL type name (`pg_type.typname`), as the ADBC driver tags it."""
+    def _release(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # a dropped connection has released it already
+            self._client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", self._dataset, key)
 
 
-def table_arrow_schema(cur: Any, table: str) -> pa.Schema:
-    """The table's columns as Arrow fields of the types binary COPY must send them as (`table`: qualified).
-
-    `numeric(p, s)` is a `decimal128(p, s)` where p ≤ 38; any other type binary COPY cannot send here is an
-    opaque type naming it, which `copy_encoder` refuses where the file has the column (LoadError naming both).
-    """
-    cur.execute(
-        "SELECT a.attname, t.typname, a.atttypmod FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
-        f" WHERE a.attrelid = '{table}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-    )
-    fields = []
-    for name, typname, typmod in cur.fetchall():
-        type_ = _PG_TYPES.get(typname)
-        if typname == "numeric" and typmod >= 4:  # numeric(p, s): typmod - 4 = p << 16 | s (11 bits, signed)
-            precision, scale = (typmod - 4) >> 16, (((typmod - 4) & 0x7FF) ^ 1024) - 1024
-            type_ = pa.decimal128(precision, scale) if precision <= 38 else None
-        if type_ is None:
-            type_ = pa.opaque(pa.null(), typname, "PostgreSQL")
-        fields.append(pa.field(name, type_, metadata={PG_TYPE: typname}))
-    return pa.schema(fields)
-
-
-def copy_encoder(target: pa.Schema, table: pa.Schema) -> Any:
-    """The binary COPY encoder (`pgpq`) of batches of schema `target` (`copy_schema`) into `table`'s columns.
-
-    LoadError naming the column where the table's type is one binary COPY cannot send here.
-    """
-    encoders = {}
-    for field in target:
-        if isinstance(field.type, pa.OpaqueType):
-            raise LoadError(f"column {field.name!r}: binary COPY cannot send the table's type {field.type.type_name}")
-        if (table.field(field.name).metadata or {}).get(PG_TYPE) == b"jsonb":
-            encoders[field.name] = StringEncoderBuilder.new_with_output(field, Jsonb())
-        else:
-            encoders[field.name] = ArrowToPostgresBinaryEncoder.infer_encoder(field)
-    return ArrowToPostgresBinaryEncoder.new_with_encoders(target, encoders)
-
-
-def copy_schema(schema: pa.Schema, table: pa.Schema) -> pa.Schema:
-    """The batches' schema as binary COPY must send it: dlt's column names and the table's exact types.
-
-    Binary COPY does not convert: an int32 sent into a `bigint` column is refused. Each column goes as the
-    table has it (`table`: the table's schema, `table_arrow_schema`), whatever dlt's schema says now; one the
-    table lacks as dlt would create it (integers by width, floats as double). Columns that are all null and
-    that the table lacks (dlt creates no column without a type) are left out.
-    """
-    fields = []
-    for field in dlt_schema(schema):
-        if field.name in table.names:
-            fields.append(field.with_type(table.field(field.name).type))
-        elif not pa.types.is_null(field.type):
-            fields.append(field.with_type(_as_dlt_creates(field.type)))
-    return pa.schema(fields)
-
-
-def _as_dlt_creates(type_: pa.DataType) -> pa.DataType:
-    if pa.types.is_dictionary(type_):
-        type_ = type_.value_type
-    if pa.types.is_integer(type_):
-        return pa.int16() if type_.bit_width <= 16 else pa.int32() if type_.bit_width <= 32 else pa.int64()
-    if pa.types.is_floating(type_):
-        return pa.float64()
-    if pa.types.is_large_string(type_):
-        return pa.string()
-    if pa.types.is_timestamp(type_):
-        return pa.timestamp("us", type_.tz)
-    return type_
-
-
-def cast_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """`batch` with dlt's names, its columns cast where `target` differs (values that do not fit: LoadError)."""
-    by_name = dict(zip(dlt_schema(batch.schema).names, batch.columns, strict=True))
-    arrays = []
-    for field in target:
-        array = by_name[field.name]
-        if array.type != field.type:
-            try:
-                array = pc.cast(array, field.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise LoadError(f"column {field.name!r} does not fit the table's {field.type}: {exc}") from None
-        arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, schema=target)
+@contextlib.contextmanager
+def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[RunLock]:
+    """The run's advisory locks (`AdvisoryLocks`), on a connection of its own, closed (and so released) after."""
+    client = open_client(pipeline)
+    try:
+        yield AdvisoryLocks(client, pipeline.dataset_name, timeout, on_wait)
+    finally:
+        with contextlib.suppress(Exception):  # closing the session releases whatever it still holds
+            client.close_connection()

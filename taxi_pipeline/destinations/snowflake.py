@@ -1,4 +1,6 @@
-"""Month locks on Snowflake: leases, rows of a table of ours, where Postgres has advisory locks.
+"""Snowflake: the destination, its job client, and the run's locks: leases, rows of a table of ours.
+
+Leases stand where Postgres has advisory locks.
 
 Snowflake has no advisory or session locks (`SELECT … FOR UPDATE` is for hybrid tables only). What it does have
 (docs: Transactions, "Resource locking" and "Read committed isolation"):
@@ -30,7 +32,7 @@ one (`LOCK_TIMEOUT`, `STATEMENT_TIMEOUT_IN_SECONDS`; Snowflake's default lock wa
 inside a lease transaction leaves it open, holding the table's lock, until Snowflake aborts it; meanwhile the
 others' statements give up and poll again instead of hanging past their own leases' expiry.
 
-A key's waiting, timeouts and messages are the same as on Postgres (`locks.KeyedLock`).
+A key's waiting, timeouts and messages are the same as on Postgres (`locking.KeyedLock`).
 """
 
 from __future__ import annotations
@@ -42,30 +44,50 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterator, Optional, Set
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Type
 
+import dlt
 from dlt.common import logger
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.snowflake.snowflake import SnowflakeClient
 from dlt.destinations.impl.snowflake.sql_client import SnowflakeSqlClient
 
+from taxi_pipeline.destinations.locking import (
+    SCHEMA_LOCK,
+    KeyedLock,
+    RunLock,
+    SchemaChangesLocked,
+    lock_timeout,
+    open_client,
+    seconds_setting,
+)
 from taxi_pipeline.errors import LoadError, one_line
-from taxi_pipeline.locks import SCHEMA_LOCK, KeyedLock, SchemaChangesLocked, lock_timeout, seconds_setting
 
 LOCKS_TABLE = "_taxi_locks"
-"""The leases' table, in the raw dataset."""
-DEFAULT_LEASE_SECONDS = 120.0
-POLL_SECONDS = 2.0
-"""How often a run waiting for a key looks again (each look is a query on the warehouse)."""
-_MAKE_ATTEMPTS = 5
-_GUARD = "*"
-"""The key of the guard row, whose UPDATE takes the leases table's lock while a lease is taken."""
-_BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait", "lock timeout", "timeout")
-"""Words of errors that only mean another run's lease transaction was in the way: the key is polled again.
 
-Snowflake aborts a statement that waited for a lock longer than `LOCK_TIMEOUT` or behind too many others
-("… number of waiters for this lock exceeds …"); DuckDB under fakesnow reports a write-write "Conflict".
-"""
+
+DEFAULT_LEASE_SECONDS = 120.0
+
+
+POLL_SECONDS = 2.0
+
+
+_MAKE_ATTEMPTS = 5
+
+
+_GUARD = "*"
+
+
+_BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait", "lock timeout", "timeout")
+
+
+class snowflake(dlt.destinations.snowflake):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's Snowflake destination whose schema changes are made under a lease of the dataset (`SnowflakeLeases`)."""
+
+    @property
+    def client_class(self) -> Type[Any]:
+        """Our job client."""
+        return LeasedSnowflakeClient
 
 
 class SnowflakeLeases(KeyedLock):
@@ -334,3 +356,16 @@ class LeasedSnowflakeClient(SchemaChangesLocked, SnowflakeClient):
         return SnowflakeSqlClient(
             sql.dataset_name, sql.staging_dataset_name, config.credentials, self.capabilities, config.query_tag
         )
+
+
+@contextlib.contextmanager
+def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[RunLock]:
+    """The run's leases (`SnowflakeLeases`), taken on a connection of its own, given back after."""
+    client = open_client(pipeline)
+    leases = SnowflakeLeases(client, pipeline.sql_client, timeout, on_wait)
+    try:
+        yield leases
+    finally:
+        leases.close()
+        with contextlib.suppress(Exception):
+            client.close_connection()

@@ -1,0 +1,239 @@
+"""DuckDB: the destination, its catalog-qualified job client, the month's Arrow insert, the run's lock on the file.
+
+A month's load file for DuckDB is the manifest of the downloaded file (`load_files.write_manifest`), as for
+Postgres. Its load job (`ArrowInsertJob`, run by dlt's loader like any other job) parses that file with the
+package's reader on a background thread and hands the batches to DuckDB as an Arrow stream: one
+`INSERT … BY NAME` that DuckDB converts and writes on its own threads while the next batches are parsed.
+Parsing, conversion and the write overlap, and memory holds a few batches, not the month.
+
+The insert runs in one transaction with a probe before it (an append never lands on a month that has rows) and
+commits only when DuckDB stored exactly the rows parsed; a bad value fails the job before anything is
+committed. An appended month's record (`records`) is written in the same transaction. The job leaves the rows
+(or its error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a
+replaced one after dlt's merge (see `loading`).
+
+DuckDB admits one writing process per file: a run holds an exclusive `flock` on a lock file beside the database
+for the whole run (`run_lock`); `status` and `report` hold it shared (`read_lock`), since DuckDB opens no file
+read-only while another process writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import itertools
+import os
+import uuid
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Type
+
+import dlt
+import pyarrow as pa
+from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
+from dlt.destinations.impl.duckdb.duck import DuckDbClient
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+from taxi_pipeline.destinations.common import destination_error, month_probe_sql
+from taxi_pipeline.destinations.locking import RunLock, open_lock_file, open_lock_file_to_read, try_flock, wait_for
+from taxi_pipeline.errors import LoadError
+from taxi_pipeline.helpers import read_batches
+from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
+from taxi_pipeline.records import job_record, record_statements
+from taxi_pipeline.schemas import table_schema
+from taxi_pipeline.settings import DUCKDB_LOAD_SETTINGS, MANIFEST, duckdb_memory_limit
+
+
+class _CatalogQualifiedSqlClient(DuckDbSqlClient):
+    """DuckDB SQL that names every table `catalog.schema.table`, dlt's statements and ours alike.
+
+    DuckDB names a file's catalog after the file (`taxi_raw.duckdb` → catalog `taxi_raw`), and `taxi_raw.t` is then
+    ambiguous between that catalog and the schema `taxi_raw` ("Ambiguous reference to catalog or schema"). dlt
+    leaves the catalog out of its names; with it, no file name can clash with a dataset or dbt schema name. The
+    catalog is asked of the connection itself (DuckDB's naming rule stays DuckDB's).
+    """
+
+    _catalog: Optional[str] = None
+    _opening = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The client, its connections opened with our load settings (`DUCKDB_LOAD_SETTINGS`) where needed.
+
+        A setting in the credentials' `global_config` wins. Without them DuckDB keeps the blocks it writes cached
+        up to 80 % of RAM, so a run's memory would grow with the month (`settings.duckdb_memory_limit`), and it
+        inserts a month in file order, on one thread for the final write.
+        """
+        super().__init__(*args, **kwargs)
+        configured = getattr(self.credentials, "global_config", None) or {}
+        threads = int(configured.get("threads") or os.cpu_count() or 1)  # DuckDB's default: one per core
+        defaults = {**DUCKDB_LOAD_SETTINGS, "memory_limit": duckdb_memory_limit(threads)}
+        ours = {k: v for k, v in defaults.items() if k not in configured}
+        self._global_config = {**ours, **self._global_config}
+
+    def open_connection(self) -> Any:
+        """Open as dlt does; it names the search path while opening, unqualified there as before."""
+        self._opening = True
+        try:
+            return super().open_connection()
+        finally:
+            self._opening = False
+
+    def catalog_name(self, quote: bool = True, casefold: bool = True) -> Optional[str]:
+        """The database's catalog, asked of the connection once.
+
+        One is opened for it if none is: dlt writes the SQL of merge jobs with a client that is not connected.
+        """
+        if self._catalog is None and not self._opening:
+            with self if self._conn is None else contextlib.nullcontext():
+                self._catalog = str(self._conn.execute("SELECT current_database()").fetchone()[0])
+        if self._catalog is None or not quote:
+            return self._catalog
+        return self.capabilities.escape_identifier(self._catalog)
+
+
+class _DuckDbClient(DuckDbClient):
+    """dlt's DuckDB job client with catalog-qualified names (see `_CatalogQualifiedSqlClient`).
+
+    A `jsonl` file (our manifest) is loaded by `ArrowInsertJob`.
+    """
+
+    def __init__(self, schema: Any, config: Any, capabilities: Any) -> None:
+        super().__init__(schema, config, capabilities)
+        sql = self.sql_client
+        self.sql_client = _CatalogQualifiedSqlClient(
+            sql.dataset_name, sql.staging_dataset_name, config.credentials, capabilities
+        )
+
+    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
+        """`ArrowInsertJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
+        if file_path.endswith(f".{MANIFEST}"):
+            return ArrowInsertJob(file_path)
+        return super().create_load_job(table, file_path, load_id, restore)
+
+
+class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination's name from the class name
+    """dlt's DuckDB destination whose statements name the catalog, so a file named like a schema still works."""
+
+    read_only = False
+    """Open the file read-only (DuckDB's `read_only`): nothing is written there, not even a WAL beside it."""
+
+    @property
+    def client_class(self) -> Type[DuckDbClient]:
+        """Our job client."""
+        return _DuckDbClient
+
+    def configuration(self, initial_config: Any, accept_partial: bool = False) -> Any:
+        """The resolved configuration (dlt's), its credentials read-only where this destination is `read_only`."""
+        config = super().configuration(initial_config, accept_partial)
+        if self.read_only and config.credentials is not None:
+            config.credentials.read_only = True
+        return config
+
+
+class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
+    """Load a manifest's file into its DuckDB table (the staging table for a replacement) by one Arrow insert."""
+
+    def load_manifest(self, manifest: Mapping[str, Any]) -> Copied:
+        """Parse the file into one `INSERT`, in a transaction that commits only the rows parsed."""
+        schema = table_schema(manifest["table"])
+        month = manifest["month"]
+        client = self._job_client.sql_client
+        table = client.make_qualified_table_name(self.load_table_name)
+        parsed = 0
+        failure: BaseException | None = None
+        with read_batches(manifest["path"], schema, manifest["file"], month, collector=self._collector) as batches:
+            first = next(batches)  # a file without rows raises here, before anything is written
+            target = insert_schema(first.schema)
+
+            def stream() -> Iterator[pa.RecordBatch]:
+                nonlocal parsed, failure
+                try:
+                    for batch in itertools.chain([first], batches):
+                        parsed += batch.num_rows
+                        yield pa.RecordBatch.from_arrays([batch.column(i) for i in _kept(batch.schema)], schema=target)
+                except BaseException as exc:  # DuckDB sees a failed scan; the run sees this error
+                    failure = exc
+                    raise
+
+            view = f"taxi_batches_{uuid.uuid4().hex}"
+            with client.begin_transaction():
+                conn = client.native_connection
+                appending = not self._job_client.in_staging_dataset_mode  # else into the emptied staging table
+                if month is not None and appending and self._has_rows_of(client, table, month):
+                    raise LoadError(f"{manifest['file']}: the table already holds rows of {month}; nothing was loaded")
+                conn.register(view, pa.RecordBatchReader.from_batches(target, stream()))
+                try:
+                    inserted = int(conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}").fetchone()[0])
+                except Exception as exc:
+                    if failure is not None:  # the parse failed: say that, not DuckDB's "arrow scan" error
+                        raise failure from exc
+                    raise
+                finally:
+                    conn.unregister(view)
+                if inserted != parsed:
+                    raise LoadError(
+                        f"{manifest['file']}: DuckDB stored {inserted} rows of the {parsed} read; nothing was committed"
+                    )
+                entry = job_record(manifest, inserted) if appending else None  # a replacement: after dlt's merge
+                for statement in record_statements(client, manifest["table"], month, entry) if entry else []:
+                    client.execute_sql(statement)
+        return Copied(rows=inserted, recorded=entry is not None)
+
+    @staticmethod
+    def _has_rows_of(client: Any, table: str, month: str) -> bool:
+        """Whether the table holds rows of `month`, in the insert's transaction, before it (zone maps prune it)."""
+        return bool(client.execute_sql(month_probe_sql(client, table, month))[0][0])
+
+
+def _kept(schema: pa.Schema) -> list[int]:
+    """The columns inserted: all but those of null type (dlt creates no column without a type)."""
+    return [i for i, field in enumerate(schema) if not pa.types.is_null(field.type)]
+
+
+def insert_schema(schema: pa.Schema) -> pa.Schema:
+    """The inserted batches' schema: dlt's column names, columns of null type left out (see `_kept`)."""
+    named = dlt_schema(schema)
+    return pa.schema([named.field(i) for i in _kept(schema)])
+
+
+@contextlib.contextmanager
+def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[RunLock]:
+    """The DuckDB file for the whole run: an exclusive `flock` of a lock file beside it (waited for up to `timeout`)."""
+    database, path = _duckdb_file(pipeline)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise destination_error(pipeline, FileNotFoundError(f"no folder for the DuckDB file {database}"))
+    handle = open_lock_file(f"{path}.lock")
+    with handle:
+        wait_for(lambda: try_flock(handle), f"the DuckDB file {database}", timeout, on_wait)
+        try:
+            yield RunLock()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def read_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[None]:
+    """Hold the block as a reader of the DuckDB file (`status`, `report`).
+
+    DuckDB refuses a read-only open of a file another process writes: the block waits (saying so, up to
+    `timeout` s, then LoadError) for a run writing the file, and holds its lock file shared, so readers do not wait
+    for each other and a run waits for them. A lock file that cannot be made (a read-only folder) is not needed:
+    no run can write the DuckDB file there either.
+    """
+    database, path = _duckdb_file(pipeline)
+    handle = open_lock_file_to_read(f"{path}.lock")
+    if handle is None:
+        yield
+        return
+    with handle:
+        shared = functools.partial(try_flock, handle, fcntl.LOCK_SH)
+        wait_for(shared, f"the DuckDB file {database}", timeout, on_wait, "writing")
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _duckdb_file(pipeline: dlt.Pipeline) -> Tuple[str, str]:
+    """The DuckDB database as configured, and its real path."""
+    database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+    return database, os.path.realpath(database)
