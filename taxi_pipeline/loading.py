@@ -50,6 +50,7 @@ LOADED_BY_ANOTHER_RUN = "loaded by another run meanwhile"
 
 
 _ZONES_PENDING: Any = object()
+"""The zone lookup rode along with a month that did not land: the next month's run takes it."""
 
 
 def load_months(
@@ -67,7 +68,7 @@ def load_months(
     dispatch: Optional[Callable[[str, MonthPlan], None]] = None,
     zones: bool = True,
 ) -> RunResult:
-    """The run's months in order, with the zone lookup (unless not `zones`); see `run`.
+    """The run's months in order, with the zone lookup (unless not `zones`); see `pipeline.run`.
 
     `dispatch(taxi, plan)`: hands each month to load or replace to a worker instead of loading it here
     (`taxi_pipeline.workers`); the zone lookup is still loaded here.

@@ -29,6 +29,7 @@ from taxi_pipeline.summary import (
 )
 
 PROGRESS_PERIOD = 10.0
+"""Seconds between plain progress lines of a file that is still downloading or being read."""
 
 
 @contextlib.contextmanager
@@ -46,6 +47,7 @@ def forgiving_streams() -> Iterator[None]:
 
 
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.EIO)
+"""Write errors meaning the reader has gone (a closed pipe or socket, a closed terminal)."""
 
 
 class Forgiving(io.TextIOBase):

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 ONE_WRITER = {"duckdb": "a DuckDB file takes one writer"}
+"""Why a destination loads one month at a time, whatever `workers` says."""
 
 
 def run(

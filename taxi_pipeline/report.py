@@ -45,7 +45,7 @@ class ReportData:
 def report_data(destination: str = "duckdb", on_notice: Optional[Callable[[str], None]] = None) -> ReportData:
     """Trips per `source_month` of every raw trip table, and monthly revenue from the dbt mart if it exists.
 
-    Read as `status` reads (`pipeline.reading`): ConfigError for a DuckDB database that does not exist (nothing
+    Read as `status` reads (`opening.reading`): ConfigError for a DuckDB database that does not exist (nothing
     is created) or a destination that cannot be opened; `on_notice` hears when a run writing the DuckDB file is
     waited for.
     """

@@ -20,8 +20,8 @@ Snowflake destination and the real fakesnow. Each shim names the gap it closes (
    DuckDB keeps temporary tables in its own `temp` catalog and refuses the qualified name → a plain table of
    that name (replaced by the next build, as Snowflake's would be at session end).
 8. `ALTER SESSION SET LOCK_TIMEOUT = …, STATEMENT_TIMEOUT_IN_SECONDS = …` (the lease sessions' limits,
-   taxi_pipeline/leases.py) is "not implemented"; DuckDB never waits for a lock (a conflict fails at once), so
-   the statement becomes a no-op.
+   taxi_pipeline/destinations/snowflake.py) is "not implemented"; DuckDB never waits for a lock (a conflict fails
+   at once), so the statement becomes a no-op.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Snowflake's month locks: leases in `_taxi_locks` (taxi_pipeline/leases.py), on the fakesnow emulator.
+"""Snowflake's month locks: leases in `_taxi_locks` (taxi_pipeline/destinations/snowflake.py), on the fakesnow emulator.
 
 fakesnow runs in this process, so a second run is played by a `SnowflakeLeases` of the test's own, on its own
 connection, holding what another run would hold; the run under test is the real CLI.

@@ -143,5 +143,5 @@ def read_lock(
     if destination_kind(pipeline) != "duckdb":
         yield
         return
-    with _module("duckdb").read_lock(pipeline, lock_timeout() if timeout is None else timeout, on_wait):
+    with _module("duckdb").read_lock(pipeline, timeout, on_wait):
         yield

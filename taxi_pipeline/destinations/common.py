@@ -66,6 +66,14 @@ def summarize_month_index(pipeline: dlt.Pipeline, table: str, column: str) -> No
 
 
 MONTH_INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
+"""Postgres, first in the transaction of statements that select months of a trip table: they read the month
+index's ranges, never the whole table.
+
+Until autovacuum has analyzed a table (a backfill's next month, a month replaced right after its load) the planner
+has no statistics and takes a month's rows to be everywhere: it would read every loaded month to prove a new one
+absent, or to count or delete a replaced one. `jit` off: the cost that rules sequential scans out would otherwise
+have each of these statements compiled.
+"""
 
 
 @contextlib.contextmanager
@@ -118,7 +126,7 @@ def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     """The load file the source writes itself for a destination's trip months (see `load_files`).
 
     `jsonl`, a manifest of the downloaded file, parsed by the load job as the destination ingests it: binary COPY
-    on Postgres (`postgres.BinaryCopyJob`), an Arrow insert on DuckDB (`duckdb.ArrowInsertJob`). None
+    on Postgres (`postgres.BinaryCopyJob`), an Arrow insert on DuckDB (`duckdb_insert.ArrowInsertJob`). None
     (Snowflake) leaves Arrow tables to dlt's own parquet writer.
     """
     return MANIFEST if destination_kind(pipeline) in ("postgres", "duckdb") else None

@@ -1,8 +1,8 @@
 """DuckDB: the destination, its catalog-qualified job client, the month's Arrow insert, the run's lock on the file.
 
 A month's load file for DuckDB is the manifest of the downloaded file (`load_files.write_manifest`), as for
-Postgres. Its load job (`ArrowInsertJob`, run by dlt's loader like any other job) parses that file with the
-package's reader on a background thread and hands the batches to DuckDB as an Arrow stream: one
+Postgres. Its load job (`duckdb_insert.ArrowInsertJob`, run by dlt's loader like any other job) parses that file
+with the package's reader on a background thread and hands the batches to DuckDB as an Arrow stream: one
 `INSERT … BY NAME` that DuckDB converts and writes on its own threads while the next batches are parsed.
 Parsing, conversion and the write overlap, and memory holds a few batches, not the month.
 
@@ -22,24 +22,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import itertools
 import os
-import uuid
-from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Iterator, Optional, Tuple, Type
 
 import dlt
-import pyarrow as pa
-from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
-from taxi_pipeline.destinations.common import destination_error, month_probe_sql
-from taxi_pipeline.destinations.locking import RunLock, open_lock_file, open_lock_file_to_read, try_flock, wait_for
-from taxi_pipeline.errors import LoadError
-from taxi_pipeline.helpers import read_batches
-from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
-from taxi_pipeline.records import job_record, record_statements
-from taxi_pipeline.schemas import table_schema
+from taxi_pipeline.destinations.common import destination_error
+from taxi_pipeline.destinations.locking import (
+    RunLock,
+    lock_timeout,
+    open_lock_file,
+    open_lock_file_to_read,
+    try_flock,
+    wait_for,
+)
 from taxi_pipeline.settings import DUCKDB_LOAD_SETTINGS, MANIFEST, duckdb_memory_limit
 
 
@@ -106,6 +104,8 @@ class _DuckDbClient(DuckDbClient):
     def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
         """`ArrowInsertJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
         if file_path.endswith(f".{MANIFEST}"):
+            from taxi_pipeline.destinations.duckdb_insert import ArrowInsertJob  # the readers: only runs that load
+
             return ArrowInsertJob(file_path)
         return super().create_load_job(table, file_path, load_id, restore)
 
@@ -129,72 +129,6 @@ class duckdb(dlt.destinations.duckdb):  # noqa: N801 - dlt takes the destination
         return config
 
 
-class ArrowInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
-    """Load a manifest's file into its DuckDB table (the staging table for a replacement) by one Arrow insert."""
-
-    def load_manifest(self, manifest: Mapping[str, Any]) -> Copied:
-        """Parse the file into one `INSERT`, in a transaction that commits only the rows parsed."""
-        schema = table_schema(manifest["table"])
-        month = manifest["month"]
-        client = self._job_client.sql_client
-        table = client.make_qualified_table_name(self.load_table_name)
-        parsed = 0
-        failure: BaseException | None = None
-        with read_batches(manifest["path"], schema, manifest["file"], month, collector=self._collector) as batches:
-            first = next(batches)  # a file without rows raises here, before anything is written
-            target = insert_schema(first.schema)
-
-            def stream() -> Iterator[pa.RecordBatch]:
-                nonlocal parsed, failure
-                try:
-                    for batch in itertools.chain([first], batches):
-                        parsed += batch.num_rows
-                        yield pa.RecordBatch.from_arrays([batch.column(i) for i in _kept(batch.schema)], schema=target)
-                except BaseException as exc:  # DuckDB sees a failed scan; the run sees this error
-                    failure = exc
-                    raise
-
-            view = f"taxi_batches_{uuid.uuid4().hex}"
-            with client.begin_transaction():
-                conn = client.native_connection
-                appending = not self._job_client.in_staging_dataset_mode  # else into the emptied staging table
-                if month is not None and appending and self._has_rows_of(client, table, month):
-                    raise LoadError(f"{manifest['file']}: the table already holds rows of {month}; nothing was loaded")
-                conn.register(view, pa.RecordBatchReader.from_batches(target, stream()))
-                try:
-                    inserted = int(conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}").fetchone()[0])
-                except Exception as exc:
-                    if failure is not None:  # the parse failed: say that, not DuckDB's "arrow scan" error
-                        raise failure from exc
-                    raise
-                finally:
-                    conn.unregister(view)
-                if inserted != parsed:
-                    raise LoadError(
-                        f"{manifest['file']}: DuckDB stored {inserted} rows of the {parsed} read; nothing was committed"
-                    )
-                entry = job_record(manifest, inserted) if appending else None  # a replacement: after dlt's merge
-                for statement in record_statements(client, manifest["table"], month, entry) if entry else []:
-                    client.execute_sql(statement)
-        return Copied(rows=inserted, recorded=entry is not None)
-
-    @staticmethod
-    def _has_rows_of(client: Any, table: str, month: str) -> bool:
-        """Whether the table holds rows of `month`, in the insert's transaction, before it (zone maps prune it)."""
-        return bool(client.execute_sql(month_probe_sql(client, table, month))[0][0])
-
-
-def _kept(schema: pa.Schema) -> list[int]:
-    """The columns inserted: all but those of null type (dlt creates no column without a type)."""
-    return [i for i, field in enumerate(schema) if not pa.types.is_null(field.type)]
-
-
-def insert_schema(schema: pa.Schema) -> pa.Schema:
-    """The inserted batches' schema: dlt's column names, columns of null type left out (see `_kept`)."""
-    named = dlt_schema(schema)
-    return pa.schema([named.field(i) for i in _kept(schema)])
-
-
 @contextlib.contextmanager
 def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[RunLock]:
     """The DuckDB file for the whole run: an exclusive `flock` of a lock file beside it (waited for up to `timeout`)."""
@@ -211,13 +145,15 @@ def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[
 
 
 @contextlib.contextmanager
-def read_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[[str], None]]) -> Iterator[None]:
+def read_lock(
+    pipeline: dlt.Pipeline, timeout: Optional[float], on_wait: Optional[Callable[[str], None]]
+) -> Iterator[None]:
     """Hold the block as a reader of the DuckDB file (`status`, `report`).
 
     DuckDB refuses a read-only open of a file another process writes: the block waits (saying so, up to
-    `timeout` s, then LoadError) for a run writing the file, and holds its lock file shared, so readers do not wait
-    for each other and a run waits for them. A lock file that cannot be made (a read-only folder) is not needed:
-    no run can write the DuckDB file there either.
+    `timeout` s, default `taxi_pipeline.lock_timeout`, then LoadError) for a run writing the file, and holds its
+    lock file shared, so readers do not wait for each other and a run waits for them. A lock file that cannot be
+    made (a read-only folder) is not needed: no run can write the DuckDB file there either.
     """
     database, path = _duckdb_file(pipeline)
     handle = open_lock_file_to_read(f"{path}.lock")
@@ -226,7 +162,8 @@ def read_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable
         return
     with handle:
         shared = functools.partial(try_flock, handle, fcntl.LOCK_SH)
-        wait_for(shared, f"the DuckDB file {database}", timeout, on_wait, "writing")
+        wait = lock_timeout() if timeout is None else timeout
+        wait_for(shared, f"the DuckDB file {database}", wait, on_wait, "writing")
         try:
             yield
         finally:

@@ -15,7 +15,7 @@ A run holds two kinds of locks:
      under a dataset lock by the job client (`destinations.postgres.BinaryCopyClient`).
    - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
      writing process per file, so runs on one DuckDB file take turns. `status` and `report` hold it shared
-     (`read_lock`): DuckDB opens no file read-only while another process writes it.
+     (`destinations.read_lock`): DuckDB opens no file read-only while another process writes it.
    - Snowflake: the same month, staging and zone lookup locks as leases, rows of a table of ours with an expiry
      that the run renews (`destinations.snowflake`: Snowflake has no advisory locks); schema changes under the
      dataset's lease.
@@ -48,12 +48,15 @@ _POLL_SECONDS = 0.5
 
 
 SIDE_BY_SIDE = ("postgres", "snowflake")
+"""Destinations whose runs load side by side, month by month (each month under its own lock)."""
 
 
 SCHEMA_LOCK = "schema"
+"""The key of the dataset's lock under which schema changes are made (`SchemaChangesLocked`)."""
 
 
 MAX_FOLDERS = 64
+"""Working folders one destination dataset may have on one machine: runs beyond that wait for one."""
 
 
 class RunLock:

@@ -42,7 +42,7 @@ from taxi_pipeline.destinations.common import (
 )
 from taxi_pipeline.destinations.locking import SCHEMA_LOCK, KeyedLock, RunLock, SchemaChangesLocked, open_client
 from taxi_pipeline.destinations.postgres_binary import (
-    _Chunks,
+    Chunks,
     cast_batch,
     copy_encoder,
     copy_schema,
@@ -84,6 +84,7 @@ class postgres(dlt.destinations.postgres):  # noqa: N801 - dlt takes the destina
 
 
 SCHEMA_LOCK_SQL = "SELECT pg_advisory{scope}_lock(hashtext(%s), hashtext(%s))"
+"""The dataset's schema lock (`schema_lock_key`): for the session (`scope` "") or the transaction (`_xact`)."""
 
 
 def schema_lock_key(client: Any) -> tuple[str, str]:
@@ -199,7 +200,7 @@ class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
                 columns = ", ".join(client.escape_column_name(name) for name in target.names)
                 try:
                     cur.copy_expert(
-                        f"COPY {self._table()} ({columns}) FROM STDIN (FORMAT binary)", _Chunks(stream(target, encoder))
+                        f"COPY {self._table()} ({columns}) FROM STDIN (FORMAT binary)", Chunks(stream(target, encoder))
                     )
                 except Exception as exc:
                     if failure is not None:  # the parse failed: say that, not the server's "COPY from stdin failed"

@@ -18,7 +18,7 @@ from taxi_pipeline.errors import LoadError
 from taxi_pipeline.load_files import dlt_schema
 
 
-class _Chunks:
+class Chunks:
     """A file-like object for psycopg2's `copy_expert`: each `read` is the next non-empty encoded chunk.
 
     psycopg2 sends whatever `read` returns (its size argument is a hint), and ends the COPY at the first `b""`.
@@ -30,6 +30,7 @@ class _Chunks:
         self._chunks = chunks
 
     def read(self, size: int = -1) -> bytes:
+        """The next non-empty chunk (`size` is only a hint), `b""` at the end."""
         for chunk in self._chunks:
             if chunk:
                 return chunk
@@ -55,9 +56,11 @@ _PG_TYPES: Dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "bytea": pa.binary(),
 }
+"""Arrow types of the PostgreSQL types binary COPY can send (as the ADBC driver reads them, numeric aside)."""
 
 
 PG_TYPE = b"POSTGRESQL:type"
+"""Field metadata: the column's PostgreSQL type name (`pg_type.typname`), as the ADBC driver tags it."""
 
 
 def table_arrow_schema(cur: Any, table: str) -> pa.Schema:

@@ -64,21 +64,29 @@ from taxi_pipeline.destinations.locking import (
 from taxi_pipeline.errors import LoadError, one_line
 
 LOCKS_TABLE = "_taxi_locks"
+"""The leases' table, in the raw dataset."""
 
 
 DEFAULT_LEASE_SECONDS = 120.0
 
 
 POLL_SECONDS = 2.0
+"""How often a run waiting for a key looks again (each look is a query on the warehouse)."""
 
 
 _MAKE_ATTEMPTS = 5
 
 
 _GUARD = "*"
+"""The key of the guard row, whose UPDATE takes the leases table's lock while a lease is taken."""
 
 
 _BUSY = ("conflict", "has locked table", "waiters for this lock", "lock wait", "lock timeout", "timeout")
+"""Words of errors that only mean another run's lease transaction was in the way: the key is polled again.
+
+Snowflake aborts a statement that waited for a lock longer than `LOCK_TIMEOUT` or behind too many others
+("… number of waiters for this lock exceeds …"); DuckDB under fakesnow reports a write-write "Conflict".
+"""
 
 
 class snowflake(dlt.destinations.snowflake):  # noqa: N801 - dlt takes the destination's name from the class name
