@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,15 +20,19 @@ ZONES = ROOT.parent / "shared" / "data" / "taxi_zone_lookup.csv"
 
 
 def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000, month: str = "2019-01") -> None:
-    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows of `month` (blank early congestion_surcharge).
+    """Write a yellow 2019-01-shaped gzip CSV with `rows` rows of `month`, with the real files' quirks.
 
-    Written in chunks (flat memory) with gzip level 1: reading speed does not depend on the level.
+    As the DataTalksClub mirror's files are: integer columns written as decimals (`1.0`), blank ids in about 1 %
+    of rows (VendorID, passenger_count, RatecodeID, payment_type empty together), amounts with two decimals
+    (`0.50`), an empty `congestion_surcharge` early in 2019, a trailing empty column, and a few rows whose pickup
+    falls in the month before. Written in chunks (flat memory) with gzip level 1: reading speed does not depend on
+    the level.
     """
     writer = None
     with gzip.open(path, "wb", compresslevel=1) as out:
         for offset in range(0, rows, chunk):
             rng = np.random.default_rng(seed + offset)
-            table = _trips(offset, min(chunk, rows - offset), rows, rng, month)
+            table = _with_quirks(_trips(offset, min(chunk, rows - offset), rows, rng, month), rng)
             if writer is None:
                 out.write((",".join(table.column_names) + "\n").encode())  # unquoted, as the TLC writes it
                 options = pacsv.WriteOptions(quoting_style="none", include_header=False)
@@ -37,11 +42,32 @@ def make_month(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000, mon
             writer.close()
 
 
+INTEGER_COLUMNS = ("VendorID", "passenger_count", "RatecodeID", "payment_type")
+"""Written as decimals and blank together in some rows, as in the mirror's files."""
+AMOUNT_COLUMNS = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount", "improvement_surcharge",
+                  "total_amount")  # fmt: skip
+
+
+def _with_quirks(table: pa.Table, rng: np.random.Generator) -> pa.Table:
+    """`table` as the mirror's text: decimals in integer columns, blank ids, `0.50` amounts, a trailing column."""
+    n = table.num_rows
+    blank = pa.array(rng.random(n) < 0.01)
+    for name in INTEGER_COLUMNS:
+        text = pc.binary_join_element_wise(pc.cast(table[name], pa.string()), ".0", "")
+        table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(blank, None, text))
+    for name in AMOUNT_COLUMNS:
+        text = pa.array(np.char.mod("%.2f", table[name].to_numpy()))
+        table = table.set_column(table.schema.get_field_index(name), name, text)
+    return table.append_column("", pa.nulls(n, pa.string()))  # the trailing empty column: `…,congestion,`
+
+
 def _trips(offset: int, n: int, total: int, rng: np.random.Generator, month: str = "2019-01") -> pa.Table:
     start = np.datetime64(f"{month}-01T00:00:00")
     first = np.datetime64(month, "M")
     days = int(((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(int))
     pickup = start + rng.integers(0, days * 86400, n).astype("timedelta64[s]")
+    # a few trips picked up in the month before, as every TLC month has
+    pickup = np.where(rng.random(n) < 0.001, pickup - np.timedelta64(days, "D"), pickup)
     dropoff = pickup + rng.integers(60, 3600, n).astype("timedelta64[s]")
     fare = np.round(rng.uniform(2.5, 60, n), 2)
     tip = np.round(fare * rng.choice([0, 0.1, 0.2], n), 2)
