@@ -169,7 +169,7 @@ def plan_months(
                 return
 
 
-def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan], walk: bool = True) -> Optional[str]:
+def walk_notice(taxi: str, plans: List[MonthPlan], walk: bool = True) -> Optional[str]:
     """What a run's months not published wait for, or None when every month it checked is there.
 
     CSV: a month outside the DataTalksClub mirror's fixed range will never appear there, and `--format parquet`
@@ -180,7 +180,7 @@ def walk_notice(taxi: str, file_format: str, plans: List[MonthPlan], walk: bool 
     if not waiting:
         return None
     table = trip_schema(taxi).table
-    outside = [m for m in waiting if file_format == CSV and not in_csv_mirror(taxi, m)]
+    outside = [p.month for p in plans if p.detail == CSV_MIRROR_LACKS]  # as `plan_months` found them
     if outside:
         mirror = CSV_MIRROR_MONTHS.get(taxi)
         held = f"{mirror[0]}..{mirror[1]}" if mirror else "some months of 2019-2021"

@@ -142,7 +142,7 @@ def load_months(
                 else:
                     rows = _rows(loaded, plan.month)
                     report(MonthResult(schema.table, plan.month, OUTCOMES[plan.action], rows, detail=plan.detail))
-        notice = walk_notice(taxi, fmt, walked, walk=months is None)
+        notice = walk_notice(taxi, walked, walk=months is None)
         if notice and on_notice:
             on_notice(notice)
     load_zones()  # a run with no month to load still keeps the zone lookup current
