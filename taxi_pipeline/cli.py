@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", help="first month to load, YYYY-MM (default: config start_month)")
     parser.add_argument("--end", help="last month to load, YYYY-MM, inclusive (default: newest published)")
     parser.add_argument(
-        "--format", dest="file_format", type=str.lower, choices=FILE_FORMATS, help="csv (default) or parquet"
+        "--format",
+        dest="file_format",
+        type=str.lower,
+        choices=FILE_FORMATS,
+        help="parquet (the TLC's live feed, default) or csv (the course's 2019-01..2021-07 mirror)",
     )
     parser.add_argument("--base-url", help="root URL of the file layout (config: sources.taxi.base_url)")
     parser.add_argument(

@@ -31,9 +31,14 @@ from taxi_pipeline.streams import coalesce
 _NAMING = NamingConvention()
 
 
+def dlt_name(name: str) -> str:
+    """A file's column name as dlt names it in the destination table (snake_case)."""
+    return _NAMING.normalize_identifier(name)
+
+
 def dlt_schema(schema: pa.Schema) -> pa.Schema:
     """`schema` with dlt's snake_case column names, as the destination table has them."""
-    return pa.schema([f.with_name(_NAMING.normalize_identifier(f.name)) for f in schema])
+    return pa.schema([f.with_name(dlt_name(f.name)) for f in schema])
 
 
 def write_parquet(batches: Iterable[pa.Table | pa.RecordBatch], path: str) -> Tuple[int, pa.Schema]:

@@ -23,7 +23,7 @@ from taxi_pipeline.records import month_records, zones_record
 from taxi_pipeline.remote import Fingerprint, resolve_base_url
 from taxi_pipeline.results import FAILED, LOADED, REPLACED, SKIPPED, MonthResult, RunResult
 from taxi_pipeline.schemas import TRIP_SCHEMAS, ZONES, parse_taxi_types, trip_schema
-from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, OVERDUE_AFTER_MONTHS
+from taxi_pipeline.settings import DEFAULT_FILE_FORMAT, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, OVERDUE_AFTER_MONTHS
 from taxi_pipeline.table_months import count_rows, month_counts
 from taxi_pipeline.transform import DbtResult, build_changed, dbt_schema, require_dbt
 
@@ -84,7 +84,7 @@ def run(
         # an empty --taxi (an unset shell variable) is an error, not the configured default
         taxis = parse_taxi_types(setting("taxi_types", DEFAULT_TAXI_TYPES) if taxi_types is None else taxi_types)
         months, first = resolve_months(month, start, end, setting("start_month", DEFAULT_START_MONTH))
-        fmt = (file_format or setting("file_format", CSV)).lower()
+        fmt = (file_format or setting("file_format", DEFAULT_FILE_FORMAT)).lower()
         root = resolve_base_url(setting("base_url", None) if base_url is None else base_url, fmt)
         overdue_after = _whole_number("overdue_after_months", setting("overdue_after_months", OVERDUE_AFTER_MONTHS))
         workers = worker_count(setting("workers", 1) if workers is None else workers)

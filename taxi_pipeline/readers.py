@@ -20,6 +20,7 @@ import csv
 import gzip
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -37,7 +38,7 @@ from taxi_pipeline.schemas import (
     Column,
     TableSchema,
 )
-from taxi_pipeline.settings import CSV_BLOCK_SIZE, PARQUET_BATCH_ROWS
+from taxi_pipeline.settings import CSV_BLOCK_SIZE, PARQUET_BATCH_ROWS, PARQUET_BUFFER_BYTES
 
 _PEEK_BYTES = 1 << 16
 
@@ -97,15 +98,47 @@ class Conformer:
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _cast(self, array: pa.Array, col: Column) -> pa.Array:
-        if array.type == col.type:
-            return array
         try:
-            if pa.types.is_timestamp(col.type) and pa.types.is_timestamp(array.type) and array.type.tz:
-                raise pa.ArrowInvalid(f"timestamp with time zone {array.type.tz} where naive local time expected")
-            return pc.cast(array, col.type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            source = self.matched[col.name]
-            raise FileFormatError(f"{self.file_name}: column {source!r} does not fit {col.type}: {exc}") from None
+            if conversion(array.type, col.type) == SAME:
+                return array
+            return pc.cast(array, col.type, safe=True)  # safe: EXACT conversions fail a value they would change
+        except (ValueError, pa.ArrowNotImplementedError) as exc:  # pa.ArrowInvalid is a ValueError
+            raise self.misfit(col, str(exc)) from None
+
+    def misfit(self, col: Column, why: str) -> FileFormatError:
+        """The error of a file column whose values do not fit the raw column `col`."""
+        return FileFormatError(f"{self.file_name}: column {self.matched[col.name]!r} does not fit {col.type}: {why}")
+
+
+SAME = "same"
+CAST = "cast"
+EXACT = "exact"
+"""How a file's column becomes its raw-table type (`conversion`): as it is; by a cast that cannot change a value
+(int32 → int64, µs → µs, text → number, which fails on what is not a number); or by one that could change a value
+and must fail the month instead: a fraction into an integer (`1.5`; `2.0` is exact), a nanosecond timestamp
+into microseconds (`…:00.000000500`), text into an integer (`2.5` would round)."""
+
+
+def conversion(source: pa.DataType, target: pa.DataType) -> str:
+    """`SAME`, `CAST` or `EXACT`: how a file column of type `source` becomes the raw column's `target` type.
+
+    The one statement of the rules, for every reader: Arrow's safe cast applies them to batches, and DuckDB's
+    `INSERT … SELECT` over a parquet file is written from them (`destinations.duckdb_parquet`). Raises
+    ValueError for a timestamp with a time zone: TLC times are naive local wall-clock times, a zone would shift
+    them.
+    """
+    if source == target:
+        return SAME
+    if pa.types.is_timestamp(target) and pa.types.is_timestamp(source):
+        if source.tz:
+            raise ValueError(f"timestamp with time zone {source.tz} where naive local time expected")
+        return EXACT if _UNIT_STEPS[source.unit] > _UNIT_STEPS[target.unit] else CAST
+    if pa.types.is_integer(target) and not pa.types.is_integer(source) and not pa.types.is_null(source):
+        return EXACT
+    return CAST
+
+
+_UNIT_STEPS = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 
 
 def _constant_text(value: str, rows: int) -> pa.Array:
@@ -164,9 +197,8 @@ def file_columns(path: str, schema: TableSchema, file_name: str) -> pa.Schema:
     required column.
     """
     if file_name.endswith(".parquet"):
-        _refuse_html(path, file_name)
-        source = _parquet_file(path, file_name).schema_arrow
-        return Conformer(schema, source.names, file_name).columns({f.name: f.type for f in source})
+        layout = parquet_layout(path, schema, file_name)
+        return layout.conformer.columns({f.name: f.type for f in layout.source})
     conformer, _ = _csv_header(path, schema, file_name, _is_gzip(path))
     return conformer.columns(dict.fromkeys(conformer.extra, TEXT))
 
@@ -256,19 +288,73 @@ def _ordinal(n: int) -> str:
 def read_parquet(
     path: str, schema: TableSchema, file_name: str, source_month: Optional[str]
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a parquet file as raw-table batches."""
+    """Stream a parquet file as raw-table batches, row group by row group, in memory that does not grow with the file.
+
+    pyarrow's default pre-buffering keeps the bytes of every row group an `iter_batches` call covers until the file
+    is closed (apache/arrow#39808): the whole file, ~0.9 GB of a 20M-row fhvhv month, and a run's peak memory grew
+    with the month (1.8 GB). Without it, and one row group per call, only the row group being decoded is read.
+    """
     _refuse_html(path, file_name)
     pf = _parquet_file(path, file_name)
     conformer = Conformer(schema, pf.schema_arrow.names, file_name)
     try:
-        yield from _non_empty(conformer, pf.iter_batches(batch_size=PARQUET_BATCH_ROWS), source_month)
+        yield from _non_empty(conformer, _row_group_batches(pf), source_month)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"{file_name}: {' '.join(str(exc).split())}") from None
+    finally:
+        pf.close()
+
+
+def _row_group_batches(pf: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
+    """The file's batches, one row group per read (nothing of the next row group is held before it is read)."""
+    for i in range(pf.num_row_groups):
+        yield from pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[i])
+
+
+@dataclass(frozen=True)
+class ParquetLayout:
+    """A parquet file's columns matched to a column map, and its row count, from its metadata alone."""
+
+    conformer: Conformer
+    source: pa.Schema
+    """The file's own Arrow schema (names and types as written)."""
+    rows: int
+
+    def conversions(self) -> Iterator[Tuple[Column, pa.Field, str]]:
+        """Each raw column the file has: the column, the file's field for it and its `conversion`."""
+        for col in self.conformer.schema.columns:
+            source = self.conformer.matched.get(col.name)
+            if source is not None:
+                field = self.source.field(source)
+                yield col, field, conversion(field.type, col.type)
+
+
+def parquet_layout(path: str, schema: TableSchema, file_name: str) -> ParquetLayout:
+    """The layout of a downloaded parquet file; FileFormatError for what its metadata shows is wrong.
+
+    Not parquet (an HTML page, a file cut short), a required column missing, two columns for one, a column of a
+    type that cannot become its raw column's (a timestamp with a time zone).
+    """
+    _refuse_html(path, file_name)
+    pf = _parquet_file(path, file_name)
+    try:
+        source, rows = pf.schema_arrow, pf.metadata.num_rows
+    finally:
+        pf.close()
+    layout = ParquetLayout(Conformer(schema, source.names, file_name), source, rows)
+    for col in schema.columns:
+        name = layout.conformer.matched.get(col.name)
+        if name is not None:
+            try:
+                conversion(source.field(name).type, col.type)
+            except ValueError as exc:
+                raise layout.conformer.misfit(col, str(exc)) from None
+    return layout
 
 
 def _parquet_file(path: str, file_name: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"{file_name} is not a readable parquet file: {exc}") from None
 

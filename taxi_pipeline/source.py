@@ -29,7 +29,14 @@ from taxi_pipeline.months import Month
 from taxi_pipeline.prefetch import Prefetch
 from taxi_pipeline.remote import http_client, probe, resolve_base_url, zones_url
 from taxi_pipeline.schemas import SOURCE_MONTH, ZONES, parse_taxi_types, trip_schema
-from taxi_pipeline.settings import CSV, DEFAULT_START_MONTH, DEFAULT_TAXI_TYPES, MANIFEST, OVERDUE_AFTER_MONTHS, PARQUET
+from taxi_pipeline.settings import (
+    DEFAULT_FILE_FORMAT,
+    DEFAULT_START_MONTH,
+    DEFAULT_TAXI_TYPES,
+    MANIFEST,
+    OVERDUE_AFTER_MONTHS,
+    PARQUET,
+)
 from taxi_pipeline.state import MONTHS_KEY, ZONES_KEY
 
 
@@ -38,7 +45,7 @@ def taxi_source(
     taxi_types: Sequence[str] = DEFAULT_TAXI_TYPES,
     months: Optional[Sequence[str]] = None,
     start_month: str = DEFAULT_START_MONTH,
-    file_format: str = CSV,
+    file_format: str = DEFAULT_FILE_FORMAT,
     base_url: Optional[str] = None,
     zones: bool = True,
     force: bool = False,
@@ -53,7 +60,7 @@ def taxi_source(
         taxi_types: taxi types to load (`yellow`, `green`, `fhv`, `fhvhv`); `sources.taxi.taxi_types`.
         months: explicit `YYYY-MM` months; None walks from `start_month` to the newest published month.
         start_month: first month of an open-ended run; `sources.taxi.start_month`.
-        file_format: `csv` (DataTalksClub CSV.gz layout) or `parquet` (official TLC layout).
+        file_format: `parquet` (official TLC layout, the default) or `csv` (DataTalksClub CSV.gz layout).
         base_url: root URL of the layout; defaults to the format's public root. `sources.taxi.base_url`.
         zones: include the `taxi_zone_lookup` resource.
         force: load the given months even when state says they are loaded and unchanged.

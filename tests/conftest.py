@@ -37,6 +37,7 @@ class Mirror:
         self.encodings: List[Optional[str]] = []  # Accept-Encoding of every request
         self.arrivals: List[Tuple[float, str, str]] = []  # (time.monotonic(), method, path) of every request
         self._version = 0
+        self.fmt = "csv"  # the layout `trips` publishes in unless told
         server.expect_request(re.compile(r"^/.*")).respond_with_handler(self._handle)
 
     @property
@@ -49,15 +50,21 @@ class Mirror:
         etag = '"' + hashlib.md5(content + str(self._version).encode()).hexdigest() + '"'
         self.files[path] = (content, etag, formatdate(1_700_000_000 + self._version * 60, usegmt=True))
 
-    def trips(self, taxi: str, month: str, n: int, fmt: str = "csv", **kw) -> bytes:
-        """Publish a self-made trip month in the layout of `fmt`; returns its bytes."""
+    def trips(self, taxi: str, month: str, n: int, fmt: Optional[str] = None, **kw) -> bytes:
+        """Publish a self-made trip month in the layout of `fmt` (default: the mirror's `fmt`); returns its bytes."""
+        fmt = fmt or self.fmt
         if fmt == "csv":
             content = tlc_files.trip_csv(taxi, month, n, **kw)
-            self.put(f"/{taxi}/{taxi}_tripdata_{month}.csv.gz", content)
         else:
             content = tlc_files.trip_parquet(taxi, month, n, **kw)
-            self.put(f"/trip-data/{taxi}_tripdata_{month}.parquet", content)
+        self.put(self.path(taxi, month, fmt), content)
         return content
+
+    def path(self, taxi: str, month: str, fmt: Optional[str] = None) -> str:
+        """Where a trip month is served in the layout of `fmt` (default: the mirror's `fmt`)."""
+        if (fmt or self.fmt) == "csv":
+            return f"/{taxi}/{taxi}_tripdata_{month}.csv.gz"
+        return f"/trip-data/{taxi}_tripdata_{month}.parquet"
 
     def zones(self, content: Optional[bytes] = None) -> bytes:
         content = content or tlc_files.zones_csv()
@@ -139,6 +146,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # the mirror holds only the months a test publishes: there an old month's 404 means "not published", as on a
     # partial mirror of a user's own (tests of the wrong-layout check, test_layout_check.py, turn it back on)
     monkeypatch.setenv("SOURCES__TAXI__OVERDUE_AFTER_MONTHS", "0")
+    # most tests publish the mirror's csv months (their quirks are the harder ones); parquet, the default, is asked
+    # for where a test means it (test_the_default_format_is_the_live_parquet_feed checks the default itself)
+    monkeypatch.setenv("SOURCES__TAXI__FILE_FORMAT", "csv")
     return tmp_path
 
 

@@ -29,8 +29,6 @@ from tests.conftest import Postgres, messages, month_counts
 
 REPO = Path(__file__).resolve().parents[1]
 MONTHS = {"2019-01": 30, "2019-02": 20, "2019-03": 10}
-JAN = "/green/green_tripdata_2019-01.csv.gz"
-FEB = "/green/green_tripdata_2019-02.csv.gz"
 BACKFILL = ["--taxi", "green", "--start", "2019-01", "--end", "2019-03"]
 PASSWORD = "Fault5ecret"
 
@@ -38,8 +36,10 @@ PASSWORD = "Fault5ecret"
 class Target:
     """One destination for the fault suite: its CLI flag, month counts and a raw query."""
 
-    def __init__(self, name: str, counts: Callable[[], Dict[str, int]], query: Callable[..., list]) -> None:
-        self.name, self.counts, self.query = name, counts, query
+    def __init__(
+        self, name: str, counts: Callable[[], Dict[str, int]], query: Callable[..., list], fmt: str = "csv"
+    ) -> None:
+        self.name, self.counts, self.query, self.fmt = name, counts, query, fmt
 
 
 def with_password(dsn: str) -> str:
@@ -56,9 +56,26 @@ def with_password(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+ANY_FORMAT = pytest.mark.any_format
+"""A case of the run's mechanics (kills, signals, concurrency, records): also run on DuckDB with parquet months,
+which DuckDB reads itself (the csv and Postgres cases parse the files in Python)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" in metafunc.fixturenames:
+        kinds = ["duckdb", "postgres"]
+        if metafunc.definition.get_closest_marker("any_format"):
+            kinds.append("duckdb-parquet")
+        metafunc.parametrize("target", kinds, indirect=True)
+
+
+@pytest.fixture
 def target(request, workdir) -> Target:
-    if request.param == "duckdb":
+    if request.param == "duckdb-parquet":
+        request.getfixturevalue("monkeypatch").setenv("SOURCES__TAXI__FILE_FORMAT", "parquet")
+        mirror = "parallel_mirror" if "parallel_mirror" in request.fixturenames else "mirror"
+        request.getfixturevalue(mirror).fmt = "parquet"
+    if request.param.startswith("duckdb"):
         duck = request.getfixturevalue("duck")
 
         def duck_counts() -> Dict[str, int]:
@@ -71,7 +88,7 @@ def target(request, workdir) -> Target:
                     return {}
                 raise
 
-        return Target("duckdb", duck_counts, duck)
+        return Target("duckdb", duck_counts, duck, request.param.partition("-")[2] or "csv")
     pg = request.getfixturevalue("pg")
     monkeypatch = request.getfixturevalue("monkeypatch")
     # a password in the DSN (the test server trusts local connections, so any password works): it must never show
@@ -81,7 +98,7 @@ def target(request, workdir) -> Target:
         exists = pg.query("select to_regclass('taxi_raw.green_tripdata') is not null")[0][0]
         return pg.month_counts("green_tripdata") if exists else {}
 
-    return Target("postgres", pg_counts, pg.query)
+    return Target("postgres", pg_counts, pg.query, "csv")
 
 
 def spawn(workdir: Path, mirror, target: Target, *args: str, via: Optional[List[str]] = None, **popen):
@@ -137,6 +154,7 @@ def assert_exact_and_settled(workdir: Path, mirror, target: Target, expected: Di
 FEBRUARY_CALL = 2
 
 
+@ANY_FORMAT
 @pytest.mark.parametrize("point", ["extract", "normalize", "load", "commit", "reconcile"])
 def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, target, point):
     publish_backfill(mirror)
@@ -156,9 +174,10 @@ def test_kill_9_at_any_point_of_a_backfill_then_rerun_is_exact(mirror, workdir, 
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
 
 
+@ANY_FORMAT
 def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     publish_backfill(mirror)
-    mirror.delay[FEB] = 30
+    mirror.delay[mirror.path("green", "2019-02")] = 30
     # February is fetched while January loads; its own extract then waits for that download: kill it there
     # (frozen at February's extract, see FEBRUARY_CALL), with January in and the GET running.
     # The destination is not read while the run is alive: a DuckDB reader would lock the run out of its file.
@@ -169,12 +188,13 @@ def test_kill_9_during_download_then_rerun_is_exact(mirror, workdir, target):
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     assert target.counts() == {"2019-01": 30}
-    del mirror.delay[FEB]
+    del mirror.delay[mirror.path("green", "2019-02")]
     rerun = run_cli(workdir, mirror, target, *BACKFILL)
     assert rerun.returncode == 0, rerun
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
 
 
+@ANY_FORMAT
 @pytest.mark.parametrize("point", ["load", "commit"])
 def test_kill_9_while_replacing_a_republished_month_keeps_one_version(mirror, workdir, target, point):
     """Killed mid-replacement: the month holds either its old or its new rows, never both; the rerun ends new."""
@@ -236,6 +256,7 @@ def stop_with_signal(workdir: Path, mirror, target: Target, monkeypatch, args, p
     return stopped
 
 
+@ANY_FORMAT
 @pytest.mark.parametrize("point, sig", SIGNAL_CASES, ids=[f"{p}-{signal.Signals(s).name}" for p, s in SIGNAL_CASES])
 def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir, target, monkeypatch, point, sig):
     """Exit 1 at once, one line; January kept, February absent or whole, March never loaded; the rerun is exact."""
@@ -254,7 +275,7 @@ def test_ctrl_c_or_sigterm_at_any_step_of_a_month_stops_at_once(mirror, workdir,
 def test_sigterm_during_a_stalled_download_stops_at_once(mirror, workdir, target, monkeypatch):
     """February's GET hangs (fetched ahead while January loads): SIGTERM ends the run at once all the same."""
     publish_backfill(mirror)
-    mirror.delay[FEB] = FROZEN_SECONDS
+    mirror.delay[mirror.path("green", "2019-02")] = FROZEN_SECONDS
     tmp = workdir / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
@@ -268,7 +289,7 @@ def test_sigterm_during_a_stalled_download_stops_at_once(mirror, workdir, target
     assert errors[0].startswith("error: interrupted by SIGTERM"), stopped
     assert not list(tmp.iterdir()), "the stopped run's downloads were left behind"
     assert target.counts() in ({}, {"2019-01": 30})
-    del mirror.delay[FEB]
+    del mirror.delay[mirror.path("green", "2019-02")]
     mirror.released.set()
     rerun = run_cli(workdir, mirror, target, *BACKFILL)
     assert rerun.returncode == 0, rerun
@@ -287,7 +308,7 @@ def test_a_stopped_run_still_gives_its_one_document(mirror, workdir, monkeypatch
     publish_backfill(mirror)
     duckdb_target = Target("duckdb", dict, list)
     if stalled:  # February's GET hangs: the run cannot unwind within its grace and ends itself
-        mirror.delay[FEB] = FROZEN_SECONDS
+        mirror.delay[mirror.path("green", "2019-02")] = FROZEN_SECONDS
         proc = spawn(workdir, mirror, duckdb_target, *BACKFILL, flag)
         wait_for(lambda: mirror.gets("2019-02") or proc.poll() is not None, "February's download")
         proc.send_signal(signal.SIGTERM)
@@ -303,6 +324,7 @@ def test_a_stopped_run_still_gives_its_one_document(mirror, workdir, monkeypatch
     assert documents[0]["error"].startswith("interrupted by SIGTERM"), documents
 
 
+@ANY_FORMAT
 def test_sigterm_while_replacing_a_month_keeps_its_previous_rows(mirror, workdir, target, monkeypatch):
     publish_backfill(mirror)
     assert run_cli(workdir, mirror, target, *BACKFILL).returncode == 0
@@ -317,6 +339,7 @@ def test_sigterm_while_replacing_a_month_keeps_its_previous_rows(mirror, workdir
 # --- two runs at once ---------------------------------------------------------------------------------------------
 
 
+@ANY_FORMAT
 def test_a_backfill_and_a_scheduled_slot_at_once_never_duplicate(parallel_mirror, workdir, target):
     """A Kestra backfill and the monthly slot start together on one machine. On DuckDB (one writer per file) the
     slot waits for the backfill, and says so; on Postgres it loads its month beside it, and the backfill finds
@@ -327,10 +350,10 @@ def test_a_backfill_and_a_scheduled_slot_at_once_never_duplicate(parallel_mirror
     The mirror answers in parallel: a held download holds only itself."""
     mirror = parallel_mirror
     publish_backfill(mirror)
-    mirror.delay[JAN] = 1.0  # the backfill is mid-January when the slot starts
+    mirror.delay[mirror.path("green", "2019-01")] = 1.0  # the backfill is mid-January when the slot starts
     side_by_side = target.name != "duckdb"
     if side_by_side:
-        mirror.delay[FEB] = 90  # until `released` is set
+        mirror.delay[mirror.path("green", "2019-02")] = 90  # until `released` is set
     backfill = spawn(workdir, mirror, target, *BACKFILL)
     wait_for(lambda: mirror.gets("2019-01") or backfill.poll() is not None, "the backfill to start January")
     slot = spawn(workdir, mirror, target, "--taxi", "green", "--month", "2019-03")
@@ -358,6 +381,7 @@ def write_sql(workdir: Path, target: Target, sql: str) -> None:
         target.query(sql)
 
 
+@ANY_FORMAT
 def test_months_are_known_from_their_records_when_dlt_state_is_lost(mirror, workdir, target):
     """Each month is a row of its own in `_taxi_months`, written with the month: a run that restores no dlt state
     (a fresh working folder, the destination's state rows gone, as a lost concurrent update would leave it) still
@@ -367,13 +391,14 @@ def test_months_are_known_from_their_records_when_dlt_state_is_lost(mirror, work
     records = target.query("select table_name, month, row_count, file_name from taxi_raw._taxi_months order by 2")
     assert [tuple(r) for r in records] == [
         ("taxi_zone_lookup", "-", 265, "taxi_zone_lookup.csv"),  # the zone lookup: a record like a month's
-        *(("green_tripdata", m, n, f"green_tripdata_{m}.csv.gz") for m, n in MONTHS.items()),
+        *(("green_tripdata", m, n, mirror.path("green", m).rsplit("/", 1)[1]) for m, n in MONTHS.items()),
     ]
     write_sql(workdir, target, "delete from taxi_raw._dlt_pipeline_state")
     shutil.rmtree(workdir / "dlt")
     assert_exact_and_settled(workdir, mirror, target, MONTHS)
 
 
+@ANY_FORMAT
 def test_a_replaced_month_gets_its_new_record(mirror, workdir, target):
     """A republished month goes through staging and dlt's merge; its record is replaced once it has reconciled."""
     publish_backfill(mirror)
@@ -399,6 +424,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+@ANY_FORMAT
 def test_disk_full_fails_the_month_keeps_the_loaded_ones_and_retries(mirror, workdir, target):
     mirror.trips("green", "2019-01", 30)
     assert run_cli(workdir, mirror, target, "--taxi", "green", "--month", "2019-01").returncode == 0

@@ -126,7 +126,7 @@ def import_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     """The load file the source writes itself for a destination's trip months (see `load_files`).
 
     `jsonl`, a manifest of the downloaded file, parsed by the load job as the destination ingests it: binary COPY
-    on Postgres (`postgres.BinaryCopyJob`), an Arrow insert on DuckDB (`duckdb_insert.ArrowInsertJob`). None
+    on Postgres (`postgres.BinaryCopyJob`), one insert on DuckDB (`duckdb_insert.MonthInsertJob`). None
     (Snowflake) leaves Arrow tables to dlt's own parquet writer.
     """
     return MANIFEST if destination_kind(pipeline) in ("postgres", "duckdb") else None

@@ -1,13 +1,14 @@
-"""DuckDB: the destination, its catalog-qualified job client, the month's Arrow insert, the run's lock on the file.
+"""DuckDB: the destination, its catalog-qualified job client, the month's insert, the run's lock on the file.
 
 A month's load file for DuckDB is the manifest of the downloaded file (`load_files.write_manifest`), as for
-Postgres. Its load job (`duckdb_insert.ArrowInsertJob`, run by dlt's loader like any other job) parses that file
-with the package's reader on a background thread and hands the batches to DuckDB as an Arrow stream: one
-`INSERT … BY NAME` that DuckDB converts and writes on its own threads while the next batches are parsed.
-Parsing, conversion and the write overlap, and memory holds a few batches, not the month.
+Postgres. Its load job (`duckdb_insert.MonthInsertJob`, run by dlt's loader like any other job) inserts the file
+in one `INSERT … BY NAME`: a parquet month is read by DuckDB's own parquet reader, row groups in parallel, through a
+`SELECT` written from the column map (`duckdb_parquet`); a CSV month is parsed by the package's reader on a
+background thread and handed to DuckDB as an Arrow stream, so parsing, conversion and the write overlap, and
+memory holds a few batches, not the month.
 
 The insert runs in one transaction with a probe before it (an append never lands on a month that has rows) and
-commits only when DuckDB stored exactly the rows parsed; a bad value fails the job before anything is
+commits only when DuckDB stored exactly the file's rows; a bad value fails the job before anything is
 committed. An appended month's record (`records`) is written in the same transaction. The job leaves the rows
 (or its error) for the run to take with `load_files.take_copied`; the run reconciles the month and records a
 replaced one after dlt's merge (see `loading`).
@@ -91,7 +92,7 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
 class _DuckDbClient(DuckDbClient):
     """dlt's DuckDB job client with catalog-qualified names (see `_CatalogQualifiedSqlClient`).
 
-    A `jsonl` file (our manifest) is loaded by `ArrowInsertJob`.
+    A `jsonl` file (our manifest) is loaded by `MonthInsertJob`.
     """
 
     def __init__(self, schema: Any, config: Any, capabilities: Any) -> None:
@@ -102,11 +103,11 @@ class _DuckDbClient(DuckDbClient):
         )
 
     def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
-        """`ArrowInsertJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
+        """`MonthInsertJob` for a manifest, dlt's jobs for everything else (state, the zone lookup)."""
         if file_path.endswith(f".{MANIFEST}"):
-            from taxi_pipeline.destinations.duckdb_insert import ArrowInsertJob  # the readers: only runs that load
+            from taxi_pipeline.destinations.duckdb_insert import MonthInsertJob  # the readers: only runs that load
 
-            return ArrowInsertJob(file_path)
+            return MonthInsertJob(file_path)
         return super().create_load_job(table, file_path, load_id, restore)
 
 
