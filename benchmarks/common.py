@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 ZONES = ROOT.parent / "shared" / "data" / "taxi_zone_lookup.csv"
@@ -93,6 +94,119 @@ def _trips(offset: int, n: int, total: int, rng: np.random.Generator, month: str
             "improvement_surcharge": np.full(n, 0.3),
             "total_amount": np.round(fare + tip + 1.3, 2),
             "congestion_surcharge": pa.array(congestion, from_pandas=True),
+        }
+    )
+
+
+LIVE_ROW_GROUP = 1_000_000
+"""Rows per row group of a generated live-feed parquet month (the TLC's files hold ~1M-row row groups)."""
+
+
+def make_parquet_month(path: Path, taxi: str, rows: int, month: str = "2024-01", seed: int = 0) -> None:
+    """Write a live-feed parquet month of `taxi` (`yellow` or `fhvhv`) as the TLC publishes it, row group by row group.
+
+    The TLC's schemas and dtypes: yellow (19 columns) with int32 `VendorID`/`PULocationID`/`DOLocationID`, µs
+    timestamps, `Airport_fee`; fhvhv (24 columns) with ns timestamps (2019–2022 files) and int64 ids, text flags,
+    a blank `originating_base_num` or `on_scene_datetime` for the companies that leave them out. Amounts in cents,
+    snappy compression, ~1M-row row groups: a 20M-row fhvhv month is about the size of the real ones.
+    """
+    writer = None
+    try:
+        for offset in range(0, rows, LIVE_ROW_GROUP):
+            rng = np.random.default_rng(seed + offset)
+            n = min(LIVE_ROW_GROUP, rows - offset)
+            table = _yellow_live(n, rng, month) if taxi == "yellow" else _fhvhv_live(n, rng, month)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+            writer.write_table(table, row_group_size=n)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _times(n: int, rng: np.random.Generator, month: str, unit: str) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """Pickup and dropoff times of `month` (a few in the month before) and the trip seconds."""
+    start = np.datetime64(f"{month}-01T00:00:00")
+    first = np.datetime64(month, "M")
+    days = int(((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(int))
+    pickup = start + rng.integers(0, days * 86400, n).astype("timedelta64[s]")
+    pickup = np.where(rng.random(n) < 0.001, pickup - np.timedelta64(days, "D"), pickup)
+    seconds = rng.integers(60, 3600, n)
+    dropoff = pickup + seconds.astype("timedelta64[s]")
+    return pa.array(pickup.astype(f"datetime64[{unit}]")), pa.array(dropoff.astype(f"datetime64[{unit}]")), seconds
+
+
+def _cents(rng: np.random.Generator, low: float, high: float, n: int) -> np.ndarray:
+    return np.round(rng.uniform(low, high, n), 2)
+
+
+def _yellow_live(n: int, rng: np.random.Generator, month: str) -> pa.Table:
+    pickup, dropoff, _ = _times(n, rng, month, "us")
+    fare = _cents(rng, 3, 70, n)
+    tip = np.round(fare * rng.choice([0, 0.15, 0.2, 0.25], n), 2)
+    blank = rng.random(n) < 0.05  # the TLC leaves these blank together for some trips
+    ids = lambda low, high: pa.array(rng.integers(low, high, n).astype(np.int32))  # noqa: E731
+    maybe = lambda values: pa.array(values, mask=blank)  # noqa: E731
+    return pa.table(
+        {
+            "VendorID": ids(1, 3),
+            "tpep_pickup_datetime": pickup,
+            "tpep_dropoff_datetime": dropoff,
+            "passenger_count": maybe(rng.integers(1, 5, n)),
+            "trip_distance": _cents(rng, 0, 20, n),
+            "RatecodeID": maybe(rng.choice([1, 1, 1, 2, 5], n)),
+            "store_and_fwd_flag": maybe(np.where(rng.random(n) < 0.005, "Y", "N")),
+            "PULocationID": ids(1, 266),
+            "DOLocationID": ids(1, 266),
+            "payment_type": pa.array(np.where(blank, 0, rng.integers(1, 5, n))),
+            "fare_amount": fare,
+            "extra": rng.choice([0.0, 1.0, 2.5, 3.5], n),
+            "mta_tax": np.full(n, 0.5),
+            "tip_amount": tip,
+            "tolls_amount": np.where(rng.random(n) < 0.05, 6.94, 0.0),
+            "improvement_surcharge": np.full(n, 1.0),
+            "total_amount": np.round(fare + tip + 4.5, 2),
+            "congestion_surcharge": maybe(rng.choice([0.0, 2.5], n)),
+            "Airport_fee": maybe(rng.choice([0.0, 0.0, 0.0, 1.75], n)),
+        }
+    )
+
+
+def _fhvhv_live(n: int, rng: np.random.Generator, month: str) -> pa.Table:
+    pickup, dropoff, seconds = _times(n, rng, month, "ns")
+    request = pa.array(pickup.to_numpy(zero_copy_only=False) - rng.integers(60, 600, n).astype("timedelta64[s]"))
+    company = rng.choice(np.array(["HV0003", "HV0005"]), n, p=[0.72, 0.28])
+    uber = company == "HV0003"
+    bases = np.array([f"B0{b}" for b in range(2510, 2900, 13)])
+    fare = _cents(rng, 5, 80, n)
+    flag = lambda p: pa.array(np.where(rng.random(n) < p, "Y", "N"))  # noqa: E731
+    money = lambda values: pa.array(np.round(values, 2))  # noqa: E731
+    return pa.table(
+        {
+            "hvfhs_license_num": pa.array(company),
+            "dispatching_base_num": pa.array(rng.choice(bases, n)),
+            "originating_base_num": pa.array(rng.choice(bases, n), mask=~uber),
+            "request_datetime": request,
+            "on_scene_datetime": pa.array(request.to_numpy(zero_copy_only=False), mask=~uber),
+            "pickup_datetime": pickup,
+            "dropoff_datetime": dropoff,
+            "PULocationID": pa.array(rng.integers(1, 266, n)),
+            "DOLocationID": pa.array(rng.integers(1, 266, n)),
+            "trip_miles": _cents(rng, 0.3, 25, n),
+            "trip_time": pa.array(seconds),
+            "base_passenger_fare": fare,
+            "tolls": np.where(rng.random(n) < 0.06, 6.94, 0.0),
+            "bcf": money(fare * 0.0275),
+            "sales_tax": money(fare * 0.08875),
+            "congestion_surcharge": rng.choice([0.0, 2.75], n),
+            "airport_fee": rng.choice([0.0, 0.0, 0.0, 0.0, 2.5], n).astype(float),
+            "tips": np.where(rng.random(n) < 0.2, _cents(rng, 1, 10, n), 0.0),
+            "driver_pay": money(fare * 0.72),
+            "shared_request_flag": flag(0.01),
+            "shared_match_flag": flag(0.005),
+            "access_a_ride_flag": pa.array(np.where(uber, " ", "N")),
+            "wav_request_flag": flag(0.002),
+            "wav_match_flag": flag(0.05),
         }
     )
 
