@@ -144,3 +144,25 @@ def test_the_default_format_is_the_live_parquet_feed(mirror, cli, duck, monkeypa
     assert r.code == 0, r
     assert mirror.gets("/trip-data/green_tripdata_2024-01.parquet") == 1
     assert duck("select distinct source_file from taxi_raw.green_tripdata") == [("green_tripdata_2024-01.parquet",)]
+
+
+def test_a_parquet_insert_runs_under_its_memory_limit_and_gives_the_connection_back_its_own():
+    """DuckDB inserts a parquet month faster with more memory (`DUCKDB_PARQUET_MEMORY_LIMIT`); the run's other
+    statements keep the connection's lower limit."""
+    from taxi_pipeline.destinations.duckdb_insert import _ParquetInsert
+    from taxi_pipeline.destinations.duckdb_parquet import ParquetSelect
+
+    con = duckdb.connect(config={"memory_limit": "128MB"})
+    con.execute("CREATE TABLE t (seen VARCHAR)")
+    seen = ParquetSelect("SELECT current_setting('memory_limit') AS seen", 1, ["seen"])
+    insert = _ParquetInsert(seen, "f.parquet", "t 2019-01", None, "300MB")
+    assert insert(con, "t") == (1, 1)
+    assert con.execute("SELECT seen FROM t").fetchall() == [("286.1 MiB",)]
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == ("122.0 MiB",)
+
+    failing = _ParquetInsert(
+        ParquetSelect("SELECT error('bad value') AS seen", 1, ["seen"]), "f.parquet", "t", None, "300MB"
+    )
+    with pytest.raises(FileFormatError, match="^f.parquet: bad value$"):
+        failing(con, "t")
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == ("122.0 MiB",)

@@ -39,7 +39,7 @@ from taxi_pipeline.destinations.locking import (
     try_flock,
     wait_for,
 )
-from taxi_pipeline.settings import DUCKDB_LOAD_SETTINGS, MANIFEST, duckdb_memory_limit
+from taxi_pipeline.settings import DUCKDB_LOAD_SETTINGS, DUCKDB_PARQUET_MEMORY_LIMIT, MANIFEST, duckdb_memory_limit
 
 
 class _CatalogQualifiedSqlClient(DuckDbSqlClient):
@@ -67,6 +67,8 @@ class _CatalogQualifiedSqlClient(DuckDbSqlClient):
         defaults = {**DUCKDB_LOAD_SETTINGS, "memory_limit": duckdb_memory_limit(threads)}
         ours = {k: v for k, v in defaults.items() if k not in configured}
         self._global_config = {**ours, **self._global_config}
+        self.parquet_memory_limit = None if "memory_limit" in configured else DUCKDB_PARQUET_MEMORY_LIMIT
+        """The `memory_limit` of a parquet month's insert (None: the connection's, which the user configured)."""
 
     def open_connection(self) -> Any:
         """Open as dlt does; it names the search path while opening, unqualified there as before."""

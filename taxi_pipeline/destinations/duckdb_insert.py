@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
-from typing import Any, Callable, Iterator, Mapping, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple
 
 import duckdb
 import pyarrow as pa
 from dlt.common.destination.client import HasFollowupJobs, RunnableLoadJob
 
 from taxi_pipeline.destinations.common import month_probe_sql
-from taxi_pipeline.destinations.duckdb_parquet import parquet_select
+from taxi_pipeline.destinations.duckdb_parquet import ParquetSelect, parquet_select
 from taxi_pipeline.errors import FileFormatError, LoadError
 from taxi_pipeline.helpers import read_batches
 from taxi_pipeline.load_files import Copied, ManifestJob, dlt_schema
@@ -61,9 +62,9 @@ class MonthInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
         schema, month = table_schema(manifest["table"]), manifest["month"]
         path, name = manifest["path"], manifest["file"]
         if name.endswith(".parquet"):
-            select = parquet_select(path, schema, name, month)
+            memory_limit = getattr(self._job_client.sql_client, "parquet_memory_limit", None)
             label = file_label(schema.table, month)
-            yield lambda conn, table: _insert_select(conn, table, select.sql, select.rows, name, label, self._collector)
+            yield _ParquetInsert(parquet_select(path, schema, name, month), name, label, self._collector, memory_limit)
             return
         with read_batches(path, schema, name, month, collector=self._collector) as batches:
             first = next(batches)  # a file without rows raises here, before anything is written
@@ -75,20 +76,37 @@ class MonthInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
         return bool(client.execute_sql(month_probe_sql(client, table, month))[0][0])
 
 
-def _insert_select(
-    conn: Any, table: str, select: str, rows: int, file_name: str, label: str, collector: Any
-) -> Tuple[int, int]:
-    """Insert what `select` (over `read_parquet`) gives; a value it cannot take fails with the file's name.
+@dataclass
+class _ParquetInsert:
+    """Inserts what a `SELECT` over `read_parquet` gives; a value it cannot take fails with the file's name.
 
-    Its rows are reported as progress once inserted (DuckDB reads the file in one statement).
+    It runs under `memory_limit` when one is given (`settings.DUCKDB_PARQUET_MEMORY_LIMIT`), the connection's own
+    limit set back after it. Its rows are reported as progress once inserted (DuckDB reads the file in one
+    statement).
     """
-    try:
-        inserted = int(conn.execute(f"INSERT INTO {table} BY NAME {select}").fetchone()[0])
-    except duckdb.Error as exc:
-        raise FileFormatError(_parquet_error(exc, file_name)) from exc
-    report(ROWS, label, inserted, collector=collector)
-    report(ROWS, label, 0, message=DONE, collector=collector)
-    return inserted, rows
+
+    select: ParquetSelect
+    file_name: str
+    label: str
+    collector: Any
+    memory_limit: Optional[str]
+
+    def __call__(self, conn: Any, table: str) -> Tuple[int, int]:
+        """(rows DuckDB stored, rows the file's metadata counts)."""
+        before = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] if self.memory_limit else None
+        try:
+            if self.memory_limit:
+                conn.execute(f"SET memory_limit = '{self.memory_limit}'")
+            inserted = int(conn.execute(f"INSERT INTO {table} BY NAME {self.select.sql}").fetchone()[0])
+        except duckdb.Error as exc:
+            raise FileFormatError(_parquet_error(exc, self.file_name)) from exc
+        finally:
+            if before is not None:  # after a failed insert the transaction is rolled back: its error is the one
+                with contextlib.suppress(duckdb.Error):
+                    conn.execute(f"SET memory_limit = '{before}'")
+        report(ROWS, self.label, inserted, collector=self.collector)
+        report(ROWS, self.label, 0, message=DONE, collector=self.collector)
+        return inserted, self.select.rows
 
 
 def _parquet_error(exc: duckdb.Error, file_name: str) -> str:
