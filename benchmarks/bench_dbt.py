@@ -69,7 +69,8 @@ class Bench:
         return seconds
 
     def load(self, month: str) -> float:
-        return self.cli("--dest", "duckdb", "--taxi", "yellow", "--month", month, "--base-url", self.url, "-q")
+        args = ["--dest", "duckdb", "--taxi", "yellow", "--format", "csv", "--month", month]
+        return self.cli(*args, "--base-url", self.url, "-q")
 
     def run(self) -> List[tuple]:
         out = []

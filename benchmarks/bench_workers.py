@@ -153,7 +153,8 @@ class Bench:
             "DESTINATION__POSTGRES__CREDENTIALS": dsn,
         }
         months = ["--start", self.months[0], "--end", self.months[-1]]
-        cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", "postgres", "--taxi", "yellow", *months]
+        cmd = [sys.executable, "-m", "taxi_pipeline", "--dest", "postgres", "--taxi", "yellow", "--format", "csv"]
+        cmd += months
         seconds, rss = self.measure([*cmd, "--base-url", self.url, "--workers", str(workers), "-q"], env)
         self.check(dsn, "taxi_raw.yellow_tripdata")
         return seconds, rss
