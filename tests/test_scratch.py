@@ -27,7 +27,6 @@ from taxi_pipeline.interrupts import (
 from tests.conftest import month_counts
 from tests.test_faults import (
     BACKFILL,
-    FEB,
     FEBRUARY_CALL,
     MONTHS,
     Target,
@@ -77,7 +76,7 @@ def test_the_next_run_removes_what_a_killed_run_downloaded_and_keeps_a_live_runs
 
         # February is fetched while January loads, and held by the mirror: the run is killed frozen at February's
         # extract, waiting for that download (as in tests/test_faults.py)
-        mirror.delay[FEB] = 60
+        mirror.delay[mirror.path("green", "2019-02")] = 60
         marker = workdir / "frozen"
         proc = spawn(workdir, mirror, target, *BACKFILL, via=["extract", str(FEBRUARY_CALL), str(marker)])
         wait_for(lambda: (marker.exists() and mirror.gets("2019-02")) or proc.poll() is not None, "February's GET")
@@ -86,7 +85,7 @@ def test_the_next_run_removes_what_a_killed_run_downloaded_and_keeps_a_live_runs
         assert killed_folders, "the run has no scratch folder while February downloads"
         proc.send_signal(signal.SIGKILL)
         assert finish(proc).returncode == -signal.SIGKILL
-        del mirror.delay[FEB]
+        del mirror.delay[mirror.path("green", "2019-02")]
         mirror.released.set()  # the held GET goes out, to nobody
         assert scratch_folders(tmp) == live_folders | killed_folders
 
