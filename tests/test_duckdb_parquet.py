@@ -154,15 +154,13 @@ def test_a_parquet_insert_runs_under_its_memory_limit_and_gives_the_connection_b
 
     con = duckdb.connect(config={"memory_limit": "128MB"})
     con.execute("CREATE TABLE t (seen VARCHAR)")
-    seen = ParquetSelect("SELECT current_setting('memory_limit') AS seen", 1, ["seen"])
+    seen = ParquetSelect("SELECT current_setting('memory_limit') AS seen", 1)
     insert = _ParquetInsert(seen, "f.parquet", "t 2019-01", None, "300MB")
     assert insert(con, "t") == (1, 1)
     assert con.execute("SELECT seen FROM t").fetchall() == [("286.1 MiB",)]
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == ("122.0 MiB",)
 
-    failing = _ParquetInsert(
-        ParquetSelect("SELECT error('bad value') AS seen", 1, ["seen"]), "f.parquet", "t", None, "300MB"
-    )
+    failing = _ParquetInsert(ParquetSelect("SELECT error('bad value') AS seen", 1), "f.parquet", "t", None, "300MB")
     with pytest.raises(FileFormatError, match="^f.parquet: bad value$"):
         failing(con, "t")
     assert con.execute("SELECT current_setting('memory_limit')").fetchone() == ("122.0 MiB",)

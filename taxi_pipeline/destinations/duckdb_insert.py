@@ -62,7 +62,7 @@ class MonthInsertJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
         schema, month = table_schema(manifest["table"]), manifest["month"]
         path, name = manifest["path"], manifest["file"]
         if name.endswith(".parquet"):
-            memory_limit = getattr(self._job_client.sql_client, "parquet_memory_limit", None)
+            memory_limit = self._job_client.sql_client.parquet_memory_limit
             label = file_label(schema.table, month)
             yield _ParquetInsert(parquet_select(path, schema, name, month), name, label, self._collector, memory_limit)
             return

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import pyarrow as pa
-from dlt.common.data_writers.escape import escape_postgres_identifier
+from dlt.common.data_writers.escape import escape_duckdb_literal as _literal
+from dlt.common.data_writers.escape import escape_postgres_identifier as _quote
 
 from taxi_pipeline.errors import FileFormatError
 from taxi_pipeline.load_files import dlt_name
@@ -36,8 +37,6 @@ class ParquetSelect:
 
     sql: str
     rows: int
-    columns: List[str]
-    """The raw-table columns it gives, in order (dlt's names)."""
 
 
 def parquet_select(path: str, schema: TableSchema, file_name: str, source_month: Optional[str]) -> ParquetSelect:
@@ -52,7 +51,7 @@ def parquet_select(path: str, schema: TableSchema, file_name: str, source_month:
     names: List[str] = []
     expressions: List[str] = []
     for col, field, kind in layout.conversions():
-        expressions.append(_expression(_quote(field.name), field.type, col, kind, layout, file_name))
+        expressions.append(_expression(_quote(field.name), field.type, col, kind, layout))
         names.append(col.name)
     for name in layout.conformer.extra:
         if not pa.types.is_null(layout.source.field(name).type):
@@ -64,10 +63,10 @@ def parquet_select(path: str, schema: TableSchema, file_name: str, source_month:
     select = ", ".join(f"{e} AS {_quote(n)}" for e, n in zip(expressions, names, strict=True))
     # binary_as_string: text written without its UTF-8 annotation (older writers) is text, as Arrow reads it
     sql = f"SELECT {select} FROM read_parquet({_literal(path)}, binary_as_string = true)"
-    return ParquetSelect(sql, layout.rows, names)
+    return ParquetSelect(sql, layout.rows)
 
 
-def _expression(source: str, source_type: pa.DataType, col: Column, kind: str, layout: ParquetLayout, file: str) -> str:
+def _expression(source: str, source_type: pa.DataType, col: Column, kind: str, layout: ParquetLayout) -> str:
     """The SQL giving the raw column `col` from the file column `source` (quoted), by its `conversion`."""
     sql_type = SQL_TYPES[col.type]
     if kind == SAME:
@@ -84,11 +83,3 @@ def _expression(source: str, source_type: pa.DataType, col: Column, kind: str, l
     message = layout.conformer.misfit(col, "").args[0]
     fail = f"error({_literal(message)} || CAST({source} AS VARCHAR) || {_literal(' is ' + why)})"
     return f"CASE WHEN {source} IS NULL OR {exact} THEN CAST({source} AS {sql_type}) ELSE {fail} END"
-
-
-def _quote(identifier: str) -> str:
-    return escape_postgres_identifier(identifier)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
