@@ -19,9 +19,15 @@ import dlt
 from dlt.common import logger
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from taxi_pipeline.destinations import counting_is_cheap, import_file_format, summarize_month_index
+from taxi_pipeline.destinations import (
+    analyze_table,
+    counting_is_cheap,
+    import_file_format,
+    number_legacy_rows,
+    summarize_month_index,
+)
 from taxi_pipeline.destinations.locking import RunLock
-from taxi_pipeline.errors import ConfigError, find_cause, one_line
+from taxi_pipeline.errors import ConfigError, LoadError, find_cause, one_line
 from taxi_pipeline.helpers import (
     LOAD,
     MISSING,
@@ -190,6 +196,7 @@ def _load_month(
                 prefetched=current,
                 zones_file=zones.file if zones is not None else None,
             )
+            _number_legacy_rows(pipeline, schema.table, lock)
             # the rows the last load left unsummarized are read once, here, not once more by the probe below
             _summarize_month_index(pipeline, schema.table)
             appended = not known.has_rows(plan.month)
@@ -214,10 +221,31 @@ def _load_month(
                 loaded_month = _load(
                     pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
                 )
+            if loaded_month.outcome != FAILED:
+                _analyze(pipeline, schema.table)
         if zones is not None:
             zones_result = zones_load_result(pipeline, zones) or _ZONES_PENDING
             lock.release(ZONES.table)
     return loaded_month, zones_result
+
+
+def _number_legacy_rows(pipeline: dlt.Pipeline, table: str, lock: RunLock) -> None:
+    """`number_legacy_rows` before a month of `table` is loaded, said in the log; LoadError if it fails."""
+    try:
+        if number_legacy_rows(pipeline, table, lock):
+            logger.info(f"{table}: rows loaded before source_row existed were numbered (once)")
+    except LoadError:
+        raise
+    except Exception as exc:
+        raise LoadError(f"{table}: numbering the rows loaded before source_row failed: {one_line(exc)}") from exc
+
+
+def _analyze(pipeline: dlt.Pipeline, table: str) -> None:
+    """`analyze_table` after a month of `table` landed; a failure is only logged (statistics only speed plans up)."""
+    try:
+        analyze_table(pipeline, table)
+    except Exception as exc:
+        logger.warning(f"{table} not analyzed: {one_line(exc)}")
 
 
 def _summarize_month_index(pipeline: dlt.Pipeline, table: str) -> None:

@@ -32,8 +32,7 @@ import pyarrow.parquet as pq
 from taxi_pipeline.errors import FileFormatError
 from taxi_pipeline.schemas import (
     INT,
-    SOURCE_FILE,
-    SOURCE_MONTH,
+    LINEAGE,
     TEXT,
     Column,
     TableSchema,
@@ -72,11 +71,14 @@ class Conformer:
         fields = [pa.field(col.name, col.type) for col in self.schema.columns]
         fields += [pa.field(name, source_types[name]) for name in self.extra]
         if self.schema.lineage:
-            fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
+            fields += LINEAGE
         return pa.schema(fields)
 
-    def conform(self, batch: pa.RecordBatch, source_month: Optional[str]) -> pa.RecordBatch:
-        """A batch in the raw table's column order and types, plus unknown columns and lineage."""
+    def conform(self, batch: pa.RecordBatch, source_month: Optional[str], first_row: int = 0) -> pa.RecordBatch:
+        """A batch in the raw table's column order and types, plus unknown columns and lineage.
+
+        `first_row`: the index in the file of the batch's first row (the batches before it held that many rows).
+        """
         arrays: List[pa.Array] = []
         fields: List[pa.Field] = []
         for col in self.schema.columns:
@@ -93,8 +95,9 @@ class Conformer:
             arrays += [
                 _constant_text(source_month or "", batch.num_rows),
                 _constant_text(self.file_name, batch.num_rows),
+                _row_numbers(first_row, batch.num_rows),
             ]
-            fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
+            fields += LINEAGE
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
     def _cast(self, array: pa.Array, col: Column) -> pa.Array:
@@ -139,6 +142,13 @@ def conversion(source: pa.DataType, target: pa.DataType) -> str:
 
 
 _UNIT_STEPS = {"s": 0, "ms": 1, "us": 2, "ns": 3}
+
+
+def _row_numbers(first: int, rows: int) -> pa.Array:
+    """`first`, `first + 1`, … (`rows` of them) as int64, in a buffer of Arrow's memory pool (see `_constant_text`)."""
+    buffer = pa.allocate_buffer(rows * 8)
+    np.add(np.arange(rows, dtype=np.int64), first, out=np.frombuffer(buffer, dtype=np.int64))
+    return pa.Array.from_buffers(INT, rows, [None, buffer])
 
 
 def _constant_text(value: str, rows: int) -> pa.Array:
@@ -366,8 +376,8 @@ def _non_empty(
     rows = 0
     for batch in batches:
         if batch.num_rows:
+            yield conformer.conform(batch, source_month, rows)
             rows += batch.num_rows
-            yield conformer.conform(batch, source_month)
     if not rows:
         raise FileFormatError(f"{conformer.file_name} has a header but no rows")
 

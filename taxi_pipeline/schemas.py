@@ -20,7 +20,16 @@ TEXT = pa.string()
 
 SOURCE_MONTH = "source_month"
 SOURCE_FILE = "source_file"
-"""Lineage columns added to every trip row: the file's month (`YYYY-MM`) and the file's name."""
+SOURCE_ROW = "source_row"
+"""Lineage columns added to every trip row: the file's month (`YYYY-MM`), the file's name and the row's index in
+the file (0 for its first row). The index costs the loader nothing and is the same on every load of the same
+file, so (`source_file`, `source_row`) identifies a trip row: the dbt models' trip key is made of it."""
+LINEAGE = (
+    pa.field(SOURCE_MONTH, TEXT, nullable=False),
+    pa.field(SOURCE_FILE, TEXT, nullable=False),
+    pa.field(SOURCE_ROW, INT, nullable=False),
+)
+"""The lineage columns' fields, in the raw tables' order (last)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class TableSchema:
         """The Arrow schema of the raw table's known columns (lineage columns last)."""
         fields = [pa.field(c.name, c.type) for c in self.columns]
         if self.lineage:
-            fields += [pa.field(SOURCE_MONTH, TEXT, nullable=False), pa.field(SOURCE_FILE, TEXT, nullable=False)]
+            fields += LINEAGE
         return pa.schema(fields)
 
     def dlt_columns(self) -> Dict[str, Dict[str, object]]:

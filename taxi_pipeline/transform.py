@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 import dlt
+import yaml
 from dlt.common import logger
 
 from taxi_pipeline.errors import ConfigError, LoadError, one_line
@@ -37,6 +38,10 @@ def dbt_project_dir() -> Path:
     raise ConfigError(f"no dbt project at {candidates[0]} (set taxi_pipeline.dbt_project_dir)")
 
 
+DUCKDB_DBT_SETTINGS = ("dbt_memory_limit", "dbt_threads")
+"""`taxi_pipeline.<key>` settings of a DuckDB build (DuckDB's `memory_limit`, `threads`; see dbt/profiles.yml)."""
+
+
 def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
     """The env vars `dbt/profiles.yml` reads, from the pipeline's resolved destination credentials."""
     kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
@@ -45,6 +50,10 @@ def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
     prefix = f"DESTINATION__{kind.upper()}__CREDENTIALS"
     if kind == "duckdb":
         env[prefix] = str(Path(credentials.database).resolve())
+        for key in DUCKDB_DBT_SETTINGS:  # from .dlt/config.toml too, not only the env vars the profile reads
+            value = dlt.config.get(f"taxi_pipeline.{key}")
+            if value is not None:
+                env[f"TAXI_PIPELINE__{key.upper()}"] = str(value)
         return env
     fields = ["host", "port", "username", "password", "database"]
     if kind == "snowflake":
@@ -88,6 +97,28 @@ DBT_SCHEMA_ENV = "TAXI_DBT_SCHEMA"
 """The schema dbt builds into (see dbt/profiles.yml); `taxi` unless set."""
 CHANGED_MONTHS_VAR = "taxi_changed_months"
 """The dbt var naming the months to rebuild: raw table → [`YYYY-MM`, …] (see dbt/macros/changed_months.sql)."""
+
+
+MODELS_RECORD = ("taxi_models", "-")
+"""Where a build's models version is recorded among what it built (table, month): beside the raw tables' months."""
+MODELS_VERSION_VAR = "taxi_models_version"
+"""The var of `dbt_project.yml` holding the models' version (see there)."""
+
+
+def models_version(project: Optional[Path] = None) -> Optional[str]:
+    """The version of the dbt project's models (`vars.taxi_models_version`), None if the project has none."""
+    path = (project or dbt_project_dir()) / "dbt_project.yml"
+    version = (yaml.safe_load(path.read_text()) or {}).get("vars", {}).get(MODELS_VERSION_VAR)
+    return None if version is None else str(version)
+
+
+def models_changed(built: Mapping[str, Mapping[str, str]], version: Optional[str]) -> Optional[str]:
+    """The version the last build's models had ("none recorded" before versions were), if not `version`; else None."""
+    table, month = MODELS_RECORD
+    recorded = built.get(table, {}).get(month)
+    if version is None or recorded == version:
+        return None
+    return recorded or "none recorded"
 
 
 def entry_version(entry: Mapping[str, Any]) -> str:
@@ -150,7 +181,8 @@ def build_changed(
     The changed months go to dbt as `taxi_changed_months`: the incremental models delete and insert only those
     months and the tests check only those months (the first build, into a schema without the models, builds
     everything all the same). `full_refresh`: `dbt build --full-refresh`, every month read and checked; a zone
-    lookup loaded or replaced since the last build (or no build recorded for the schema) makes it one too. After a
+    lookup loaded or replaced since the last build, models of another version than the last build's
+    (`models_version`: their keys or columns changed), or no build recorded for the schema make it one too. After a
     successful build the months it read are recorded (`records.write_built`), so the next build skips them; after
     a failed one they stay changed and the next build takes them again. With nothing changed (no month, not the
     zone lookup) and no `full_refresh`, no build: None, and a note (a scheduled run with nothing new stays a
@@ -164,6 +196,9 @@ def build_changed(
         full_refresh, what = True, f"every month (no build into schema {schema} recorded yet)"
     elif zones_changed(pipeline, built):  # zone names and exclusions of every month: a full build
         full_refresh, what = True, "every month (the zone lookup is new since the last build)"
+    elif (before := models_changed(built, models_version())) is not None:  # new keys or columns: every month
+        full_refresh = True
+        what = f"every month (the models are version {models_version()}, the last build's: {before})"
     changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline, built)
     if not full_refresh and not any(changed.values()):
         if on_notice:
@@ -196,6 +231,9 @@ def record_built(pipeline: dlt.Pipeline, months: Mapping[str, List[str]]) -> Non
     zones = zones_record(pipeline)
     if zones is not None:
         versions[ZONES.table] = {ZONES_RECORD: entry_version(zones)}
+    version = models_version()
+    if version is not None:
+        versions[MODELS_RECORD[0]] = {MODELS_RECORD[1]: version}
     write_built(pipeline, dbt_schema(), versions)
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from taxi_pipeline.errors import LoadError
 from taxi_pipeline.pipeline import make_pipeline
-from taxi_pipeline.schemas import TRIP_SCHEMAS
+from taxi_pipeline.schemas import LINEAGE, TRIP_SCHEMAS
 from taxi_pipeline.transform import run_dbt
 from tests import tlc_files
 
@@ -223,7 +223,7 @@ def test_staging_models_name_only_columns_of_the_column_map():
         sql = (DBT_DIR / "models" / "staging" / f"stg_{taxi}_tripdata.sql").read_text()
         listed = re.search(r"source_or_empty\('taxi_raw', '\w+', \[(.*?)\]\)", sql, re.S).group(1)
         names = set(re.findall(r"'(\w+)'", listed))
-        known = {c.name for c in TRIP_SCHEMAS[taxi].columns} | {"source_month", "source_file"}
+        known = {c.name for c in TRIP_SCHEMAS[taxi].columns} | {f.name for f in LINEAGE}
         assert names <= known, names - known
 
 

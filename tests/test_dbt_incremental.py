@@ -358,6 +358,34 @@ def test_a_dbt_build_recorded_in_dlt_state_by_an_earlier_version_still_counts(mi
     pipeline.normalize()
     pipeline.load()
     r = cli(*args)
+    # read: the schema has a build; it predates models versions, so its models are rebuilt (not "no build recorded")
+    assert r.code == 0 and "the last build's: none recorded" in r.err and "recorded yet" not in r.err, r
+    r = cli(*args)
+    assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
+
+
+def test_models_of_a_new_version_are_built_in_full_once_with_a_note(mirror, cli, duck):
+    """The models' keys changed (version 2: trip_id made of source_row): tables built by the models of version 1
+    are built again in full, whatever months changed, with one note; the next build is monthly again."""
+    import duckdb
+
+    from taxi_pipeline.transform import MODELS_RECORD, models_version
+
+    mirror.trips("green", MONTHS[0], 20)
+    args = ("--base-url", mirror.url, "--taxi", "green", "--month", MONTHS[0], "--dbt")
+    assert cli(*args).code == 0
+    with duckdb.connect("taxi_pipeline.duckdb") as con:  # as version 1 left them: a text key, its version recorded
+        con.execute("alter table taxi.fct_trips alter trip_id type varchar")
+        con.execute("update taxi_raw._taxi_dbt_built set version = '1' where table_name = ?", [MODELS_RECORD[0]])
+    r = cli(*args)
+    assert r.code == 0, r
+    notes = [line for line in r.err.splitlines() if line.startswith("note: dbt build")]
+    assert notes == [f"note: dbt build of every month (the models are version {models_version()}, the last build's: 1)"]
+    assert duck(
+        "select data_type from information_schema.columns where table_name = 'fct_trips' and column_name = 'trip_id'"
+    ) == [("BIGINT",)]
+    assert duck("select count(*), count(distinct trip_id) from taxi.fct_trips")[0][0] > 0
+    r = cli(*args)
     assert r.code == 0 and "dbt build skipped: no month changed since the last dbt build" in r.err, r
 
 

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable, Dict
 
+import duckdb
 import pytest
 
 
@@ -14,6 +15,8 @@ import pytest
 class Target:
     name: str
     query: Callable
+    execute: Callable
+    """A statement that changes the database (the `duck` fixture opens DuckDB read-only)."""
 
     def month_counts(self, table: str) -> Dict[str, int]:
         rows = self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1")
@@ -26,10 +29,15 @@ class Target:
 @pytest.fixture(params=["duckdb", "postgres", "snowflake"])
 def target(request) -> Target:
     if request.param == "duckdb":
-        duck = request.getfixturevalue("duck")
-        return Target("duckdb", lambda sql: duck(sql))
+        duck, path = request.getfixturevalue("duck"), request.getfixturevalue("workdir") / "taxi_pipeline.duckdb"
+
+        def execute(sql: str) -> None:
+            with duckdb.connect(str(path)) as con:
+                con.execute(sql)
+
+        return Target("duckdb", lambda sql: duck(sql), execute)
     backend = request.getfixturevalue("pg" if request.param == "postgres" else "snowflake")
-    return Target(request.param, backend.query)
+    return Target(request.param, backend.query, backend.query)
 
 
 def load(cli, mirror, target, *args):
@@ -70,3 +78,37 @@ def test_state_is_restored_from_the_destination_when_the_local_folder_is_lost(mi
     assert target.month_counts("green_tripdata") == {"2019-01": 20}
     r = cli("status", "--dest", target.name)
     assert r.code == 0 and "green_tripdata" in r.out and "2019-01" in r.out, r
+
+
+def test_a_table_loaded_before_source_row_is_numbered_once_and_loads_go_on(mirror, cli, target):
+    """An upgrade: rows loaded by a version without `source_row` get their numbers before the next month loads
+    (dlt alone would add the column `NOT NULL` to a table holding rows, and fail); every row then has one, unique
+    in its file, and the column is `NOT NULL`."""
+    mirror.trips("green", "2019-01", 25)
+    mirror.trips("green", "2019-02", 10)
+    assert load(cli, mirror, target, "--start", "2019-01", "--end", "2019-02").code == 0
+    mirror.trips("green", "2019-02", 10, seed=1)  # a replacement leaves its rows in the staging copy
+    assert load(cli, mirror, target, "--month", "2019-02").code == 0
+    for dataset in ("taxi_raw", "taxi_raw_staging"):  # as an older version left them
+        target.execute(f"alter table {dataset}.green_tripdata drop column source_row")
+    mirror.trips("green", "2019-03", 7)
+    r = load(cli, mirror, target, "--start", "2019-01", "--end", "2019-03")
+    assert r.code == 0 and "2019-03" in r.out, r
+    numbers = (
+        "select source_month, count(*), count(distinct source_row), min(source_row), max(source_row) "
+        "from taxi_raw.green_tripdata group by 1 order by 1"
+    )
+    assert [tuple(row) for row in target.query(numbers)] == [
+        ("2019-01", 25, 25, 0, 24),
+        ("2019-02", 10, 10, 0, 9),
+        ("2019-03", 7, 7, 0, 6),
+    ]
+    nullable = target.query(
+        "select is_nullable from information_schema.columns "
+        "where lower(table_schema) in ('taxi_raw', 'taxi_raw_staging') and lower(table_name) = 'green_tripdata' "
+        "and lower(column_name) = 'source_row'"
+    )
+    assert [row[0] for row in nullable] == ["NO", "NO"]  # the table and its staging copy
+    mirror.trips("green", "2019-01", 31, seed=1)  # a republished month gets its file's numbers
+    assert load(cli, mirror, target, "--month", "2019-01").code == 0
+    assert [tuple(row) for row in target.query(numbers)][0] == ("2019-01", 31, 31, 0, 30)

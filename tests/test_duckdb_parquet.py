@@ -71,6 +71,17 @@ def test_fhvhv_with_ns_times_and_unknown_columns_matches(tmp_path):
     assert "empty_new" not in sql_types
 
 
+def test_source_row_counts_the_file_rows_across_row_groups_as_the_arrow_reader_does(tmp_path):
+    """DuckDB's `file_row_number` and the Arrow reader's count agree on a file of several row groups."""
+    path = tmp_path / "yellow_tripdata_2023-01.parquet"
+    pq.write_table(_parquet(tlc_files.trip_parquet("yellow", "2023-01", 40)), path, row_group_size=9)
+    arrow, sql, _, _ = _both(str(path), YELLOW, path.name)
+    assert sql == arrow
+    con = duckdb.connect()
+    numbers = con.execute(f"SELECT source_row FROM ({parquet_select(str(path), YELLOW, path.name, '2023-01').sql})")
+    assert sorted(r[0] for r in numbers.fetchall()) == list(range(40))
+
+
 BAD_VALUES = {
     "a fraction in an integer column": ("passenger_count", pa.array([1.0, 1.5, None] * 4), "1.5"),
     "an integer written as text that would round": ("payment_type", pa.array(["1", "2.5", None] * 4), "2.5"),

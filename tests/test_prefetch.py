@@ -149,7 +149,7 @@ def test_a_manifest_prefetch_parses_nothing_and_names_the_downloaded_file(mirror
         }
         assert Path(fetched.path).read_bytes() == mirror.files[path][0] and fetched.rows == 0
         assert fetched.columns.names[:2] == ["vendor_id", "lpep_pickup_datetime"]
-        assert fetched.columns.names[-2:] == ["source_month", "source_file"]
+        assert fetched.columns.names[-3:] == ["source_month", "source_file", "source_row"]
     assert not Path(fetched.path).exists()
 
 

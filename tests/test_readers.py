@@ -181,3 +181,30 @@ def test_parquet_memory_does_not_grow_with_the_file(tmp_path):
 
     small, large = peak(2), peak(12)
     assert large < 1.5 * small, (small, large)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_source_row_is_each_rows_index_in_its_file_across_batches(tmp_path, monkeypatch, fmt):
+    """`source_row` numbers the file's rows 0, 1, … in file order, batch after batch (the trip key is made of it)."""
+    import pyarrow.parquet as pq
+
+    import taxi_pipeline.readers as readers
+
+    if fmt == "csv":
+        monkeypatch.setattr(readers, "CSV_BLOCK_SIZE", 1 << 10)  # a few rows per block: many batches
+        path = tmp_path / "g.csv.gz"
+        path.write_bytes(tlc_files.trip_csv("green", "2019-01", 50))
+        batches = list(read_csv_gz(str(path), GREEN, "g.csv.gz", "2019-01"))
+    else:
+        monkeypatch.setattr(readers, "PARQUET_BATCH_ROWS", 7)
+        path = tmp_path / "g.parquet"
+        (tmp_path / "one.parquet").write_bytes(tlc_files.trip_parquet("green", "2019-01", 50))
+        pq.write_table(pq.read_table(tmp_path / "one.parquet"), path, row_group_size=20)  # 3 row groups
+        batches = list(read_parquet(str(path), GREEN, "g.parquet", "2019-01"))
+    assert len(batches) > 3
+    table = pa.Table.from_batches(batches)
+    assert table.column("source_row").to_pylist() == list(range(50))
+    assert table.schema.field("source_row") == pa.field("source_row", pa.int64(), nullable=False)
+    # the rows are the file's, in its order: the last row is the one picked up the month before
+    pickups = table.column("lpep_pickup_datetime").to_pylist()
+    assert pickups[-1] == min(pickups) and pickups[-1].month == 12

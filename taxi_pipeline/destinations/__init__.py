@@ -17,7 +17,10 @@ import dlt
 from dlt.common.destination.reference import Destination
 
 from taxi_pipeline.destinations.common import (
+    MISSING,
     MONTH_INDEX_ONLY,
+    NULLABLE,
+    analyze_table,
     check_destination,
     counting_is_cheap,
     destination_error,
@@ -28,6 +31,7 @@ from taxi_pipeline.destinations.common import (
     month_index_only,
     month_index_sql,
     month_probe_sql,
+    row_number_column,
     summarize_month_index,
 )
 from taxi_pipeline.destinations.locking import RunLock, lock_timeout
@@ -37,6 +41,7 @@ from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE
 __all__ = [
     "DESTINATIONS",
     "MONTH_INDEX_ONLY",
+    "analyze_table",
     "check_destination",
     "counting_is_cheap",
     "destination_error",
@@ -44,6 +49,7 @@ __all__ = [
     "destination_location",
     "import_file_format",
     "make_destination",
+    "number_legacy_rows",
     "month_filter",
     "month_index_only",
     "month_index_sql",
@@ -113,6 +119,27 @@ def _configured_credentials(name: str) -> Any:
 def _module(name: str) -> ModuleType:
     """The module of destination `name` (`taxi_pipeline.destinations.<name>`), imported when first used."""
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def number_legacy_rows(pipeline: dlt.Pipeline, table: str, lock: RunLock) -> bool:
+    """Give the rows of a trip table loaded before `source_row` their row numbers, once; whether there were any.
+
+    Runs before a month of the table is loaded: dlt would add the column `NOT NULL` to a table holding rows, which
+    fails. One look at the information schema when there is nothing to do; else the destination's `number_rows`
+    on the table's staging copy (a replacement's rows, kept by dlt's merge), then on the table, whose constraint
+    comes last: until it is there, the next run takes the numbering up again. Under the table's staging lock, so
+    two runs meeting an old table number it once.
+    """
+    if row_number_column(pipeline, table) not in (MISSING, NULLABLE):
+        return False
+    numbered = False
+    with lock.staging(table):
+        for staging in (True, False):
+            state = row_number_column(pipeline, table, staging)  # again: another run may have numbered it meanwhile
+            if state in (MISSING, NULLABLE):
+                _module(destination_kind(pipeline)).number_rows(pipeline, table, staging, state)
+                numbered = True
+    return numbered
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -16,7 +16,7 @@ from dlt.common.destination.reference import Destination
 
 from taxi_pipeline.errors import ConfigError, find_cause, one_line
 from taxi_pipeline.months import Month
-from taxi_pipeline.schemas import SOURCE_MONTH
+from taxi_pipeline.schemas import SOURCE_FILE, SOURCE_MONTH, SOURCE_ROW
 from taxi_pipeline.settings import MANIFEST
 
 
@@ -63,6 +63,65 @@ def summarize_month_index(pipeline: dlt.Pipeline, table: str, column: str) -> No
         if not has_index:
             client.execute_sql(month_index_sql(client, table, column))
         client.execute_sql("SELECT brin_summarize_new_values(%s::regclass)", index)
+
+
+MISSING, NULLABLE, NUMBERED = "missing", "nullable", "numbered"
+"""The states of a trip table's `source_row` column (`row_number_column`)."""
+
+
+def row_number_column(pipeline: dlt.Pipeline, table: str, staging: bool = False) -> Optional[str]:
+    """The state of a trip table's `source_row` (of its staging copy: `staging`); None when there is no table.
+
+    `MISSING`: rows loaded before the column existed. `NULLABLE`: added, maybe numbered, not yet `NOT NULL` (a
+    numbering cut short, taken up again). `NUMBERED`: `NOT NULL`, as a table this version creates has it from the
+    start. One look at the information schema.
+    """
+    with pipeline.destination_client() as client:
+        with client.with_staging_dataset() if staging else contextlib.nullcontext():  # type: ignore[attr-defined]
+            exists, columns = client.get_storage_table(table)  # type: ignore[attr-defined]
+    if not exists:
+        return None
+    column = next((c for name, c in columns.items() if name.lower() == SOURCE_ROW), None)
+    if column is None:
+        return MISSING
+    return NULLABLE if column.get("nullable", True) else NUMBERED
+
+
+def number_rows_sql(client: Any, table: str, row_id: str) -> List[str]:
+    """The statements that number a trip table's rows loaded before `source_row`: add the column, then number them.
+
+    Each file's rows are numbered 0, 1, … in `row_id` order (DuckDB's `rowid`, Postgres' `ctid`): the order they
+    are stored in, which is the file's on DuckDB (one insert per month, insertion order kept) and usually but not
+    surely on Postgres. The numbers are stored, so they never change after; a reloaded month gets its file's.
+    Rows already numbered are left as they are, so the statements can run again after one was cut short.
+    """
+    qualified = client.make_qualified_table_name(table)
+    row, file = client.escape_column_name(SOURCE_ROW), client.escape_column_name(SOURCE_FILE)
+    return [
+        f"ALTER TABLE {qualified} ADD COLUMN IF NOT EXISTS {row} BIGINT",
+        f"UPDATE {qualified} AS raw SET {row} = numbered.n FROM ("
+        f"SELECT {row_id} AS id, row_number() OVER (PARTITION BY {file} ORDER BY {row_id}) - 1 AS n "
+        f"FROM {qualified} WHERE {row} IS NULL) AS numbered WHERE raw.{row_id} = numbered.id",
+    ]
+
+
+def row_numbers_required_sql(client: Any, table: str) -> str:
+    """`ALTER TABLE … SET NOT NULL` of `source_row`: the last step of a numbering (see `unnumbered`)."""
+    qualified = client.make_qualified_table_name(table)
+    return f"ALTER TABLE {qualified} ALTER COLUMN {client.escape_column_name(SOURCE_ROW)} SET NOT NULL"
+
+
+def analyze_table(pipeline: dlt.Pipeline, table: str) -> None:
+    """Postgres, after a month is loaded: `ANALYZE` the trip table, so what plans on it next has its statistics.
+
+    The dbt build right after a load (or the next month's statements) would otherwise be planned before autovacuum
+    has analyzed the new rows. ANALYZE reads a sample (30,000 rows by default), not the month. DuckDB and
+    Snowflake keep their statistics as they write.
+    """
+    if destination_kind(pipeline) != "postgres":
+        return
+    with pipeline.sql_client() as client:
+        client.execute_sql(f"ANALYZE {client.make_qualified_table_name(table)}")
 
 
 MONTH_INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"

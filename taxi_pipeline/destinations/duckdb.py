@@ -30,7 +30,7 @@ import dlt
 from dlt.destinations.impl.duckdb.duck import DuckDbClient
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
-from taxi_pipeline.destinations.common import destination_error
+from taxi_pipeline.destinations.common import destination_error, number_rows_sql, row_numbers_required_sql
 from taxi_pipeline.destinations.locking import (
     RunLock,
     lock_timeout,
@@ -171,6 +171,19 @@ def read_lock(
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def number_rows(pipeline: dlt.Pipeline, table: str, staging: bool, state: str) -> None:
+    """Number the rows of `table` (its staging copy: `staging`) loaded before `source_row`, by their `rowid`.
+
+    See `common.number_rows_sql`. The numbering commits first: DuckDB makes no `NOT NULL` constraint in a
+    transaction with updates outstanding. `state`: the column's (`common.row_number_column`).
+    """
+    with pipeline.sql_client() as client, client.with_staging_dataset() if staging else contextlib.nullcontext():
+        with client.begin_transaction():
+            for sql in number_rows_sql(client, table, "rowid"):
+                client.execute_sql(sql)
+        client.execute_sql(row_numbers_required_sql(client, table))
 
 
 def _duckdb_file(pipeline: dlt.Pipeline) -> Tuple[str, str]:

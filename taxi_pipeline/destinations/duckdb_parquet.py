@@ -10,7 +10,7 @@ reading a file agree on every value (a test holds them to it):
   change it (`1.5` into an integer, a nanosecond into microseconds, text `2.5` that a cast would round);
 - columns the map does not know keep DuckDB's type for them, under dlt's name; all-null columns of no type are
   left out (dlt makes no column without a type); columns a file lacks are null (`INSERT … BY NAME`);
-- the lineage columns are constants.
+- the lineage columns are constants, and the row's index in the file (`file_row_number`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ from dlt.common.data_writers.escape import escape_postgres_identifier as _quote
 from taxi_pipeline.errors import FileFormatError
 from taxi_pipeline.load_files import dlt_name
 from taxi_pipeline.readers import CAST, EXACT, SAME, ParquetLayout, parquet_layout
-from taxi_pipeline.schemas import FLOAT, INT, SOURCE_FILE, SOURCE_MONTH, TEXT, TIMESTAMP, Column, TableSchema
+from taxi_pipeline.schemas import (
+    FLOAT,
+    INT,
+    SOURCE_FILE,
+    SOURCE_MONTH,
+    SOURCE_ROW,
+    TEXT,
+    TIMESTAMP,
+    Column,
+    TableSchema,
+)
 
 SQL_TYPES = {INT: "BIGINT", FLOAT: "DOUBLE", TEXT: "VARCHAR", TIMESTAMP: "TIMESTAMP"}
 """DuckDB's type of each raw column type of the column maps."""
@@ -58,11 +68,12 @@ def parquet_select(path: str, schema: TableSchema, file_name: str, source_month:
             expressions.append(_quote(name))
             names.append(dlt_name(name))
     if schema.lineage:
-        expressions += [_literal(source_month or ""), _literal(file_name)]
-        names += [SOURCE_MONTH, SOURCE_FILE]
+        expressions += [_literal(source_month or ""), _literal(file_name), "file_row_number"]
+        names += [SOURCE_MONTH, SOURCE_FILE, SOURCE_ROW]
     select = ", ".join(f"{e} AS {_quote(n)}" for e, n in zip(expressions, names, strict=True))
-    # binary_as_string: text written without its UTF-8 annotation (older writers) is text, as Arrow reads it
-    sql = f"SELECT {select} FROM read_parquet({_literal(path)}, binary_as_string = true)"
+    # binary_as_string: text written without its UTF-8 annotation (older writers) is text, as Arrow reads it;
+    # file_row_number: the row's index in the file (the Arrow reader's count of the rows before it)
+    sql = f"SELECT {select} FROM read_parquet({_literal(path)}, binary_as_string = true, file_row_number = true)"
     return ParquetSelect(sql, layout.rows)
 
 

@@ -39,6 +39,8 @@ from taxi_pipeline.destinations.common import (
     month_index_regclass,
     month_index_sql,
     month_probe_sql,
+    number_rows_sql,
+    row_numbers_required_sql,
 )
 from taxi_pipeline.destinations.locking import SCHEMA_LOCK, KeyedLock, RunLock, SchemaChangesLocked, open_client
 from taxi_pipeline.destinations.postgres_binary import (
@@ -270,6 +272,23 @@ class BinaryCopyJob(ManifestJob, RunnableLoadJob, HasFollowupJobs):
         except Exception as exc:
             conn.rollback()
             logger.warning(f"no month index on {self.load_table_name}: {one_line(exc)}")
+
+
+def number_rows(pipeline: dlt.Pipeline, table: str, staging: bool, state: str) -> None:
+    """Number the rows of `table` (its staging copy: `staging`) loaded before `source_row`, by their `ctid`.
+
+    See `common.number_rows_sql`. One transaction under the dataset's schema lock, as every schema change: the
+    column, the numbers and its `NOT NULL` land together. `state`: the column's (`common.row_number_column`).
+    """
+    with (
+        pipeline.sql_client() as client,
+        client.with_staging_dataset() if staging else contextlib.nullcontext(),
+        client.begin_transaction(),
+    ):
+        client.execute_sql(SCHEMA_LOCK_SQL.format(scope="_xact"), *schema_lock_key(client))
+        for sql in number_rows_sql(client, table, "ctid"):
+            client.execute_sql(sql)
+        client.execute_sql(row_numbers_required_sql(client, table))
 
 
 @contextlib.contextmanager

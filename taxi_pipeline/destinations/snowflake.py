@@ -52,6 +52,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.impl.snowflake.snowflake import SnowflakeClient
 from dlt.destinations.impl.snowflake.sql_client import SnowflakeSqlClient
 
+from taxi_pipeline.destinations.common import MISSING, row_numbers_required_sql
 from taxi_pipeline.destinations.locking import (
     SCHEMA_LOCK,
     KeyedLock,
@@ -62,6 +63,7 @@ from taxi_pipeline.destinations.locking import (
     seconds_setting,
 )
 from taxi_pipeline.errors import LoadError, one_line
+from taxi_pipeline.schemas import SOURCE_FILE, SOURCE_ROW
 
 LOCKS_TABLE = "_taxi_locks"
 """The leases' table, in the raw dataset."""
@@ -377,3 +379,22 @@ def run_lock(pipeline: dlt.Pipeline, timeout: float, on_wait: Optional[Callable[
         leases.close()
         with contextlib.suppress(Exception):
             client.close_connection()
+
+
+def number_rows(pipeline: dlt.Pipeline, table: str, staging: bool, state: str) -> None:
+    """Number the rows of `table` (its staging copy: `staging`) loaded before `source_row`: Snowflake's way.
+
+    See `common.number_rows_sql`. Snowflake has no row id to update rows by: a table without the column (`state`
+    `MISSING`) is made again with it (`CREATE OR REPLACE … AS SELECT`, one atomic statement), each file's rows
+    numbered 0, 1, … in no particular order; then the column is made `NOT NULL` (all there is left to do for one
+    still `NULLABLE`, a numbering cut short between the two statements).
+    """
+    with pipeline.sql_client() as client, client.with_staging_dataset() if staging else contextlib.nullcontext():
+        if state == MISSING:
+            qualified = client.make_qualified_table_name(table)
+            row, file = client.escape_column_name(SOURCE_ROW), client.escape_column_name(SOURCE_FILE)
+            client.execute_sql(
+                f"CREATE OR REPLACE TABLE {qualified} AS SELECT *, "
+                f"CAST(row_number() OVER (PARTITION BY {file} ORDER BY {file}) - 1 AS BIGINT) AS {row} FROM {qualified}"
+            )
+        client.execute_sql(row_numbers_required_sql(client, table))

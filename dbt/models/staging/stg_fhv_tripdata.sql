@@ -1,20 +1,11 @@
 with source as (
     select * from {{ source_or_empty('taxi_raw', 'fhv_tripdata', [
         'dispatching_base_num', 'pickup_datetime', 'dropoff_datetime', 'pu_location_id', 'do_location_id',
-        'sr_flag', 'affiliated_base_number', 'source_month', 'source_file']) }}
-),
-
-hashed as (
-    select
-        *,
-        {{ row_hash([
-            'source_file', 'dispatching_base_num', 'pickup_datetime', 'dropoff_datetime', 'pu_location_id',
-            'do_location_id', 'sr_flag', 'affiliated_base_number']) }} as row_hash
-    from source
+        'sr_flag', 'affiliated_base_number', 'source_month', 'source_file', 'source_row']) }}
 )
 
 select
-    {{ row_key('row_hash') }} as trip_id,
+    {{ trip_key('fhv') }} as trip_id,
     dispatching_base_num,
     cast(pickup_datetime as {{ dbt.type_timestamp() }}) as pickup_datetime,
     cast(dropoff_datetime as {{ dbt.type_timestamp() }}) as dropoff_datetime,
@@ -23,5 +14,6 @@ select
     cast(sr_flag as {{ dbt.type_int() }}) as sr_flag,
     affiliated_base_number,
     source_month,
-    source_file
-from hashed
+    source_file,
+    cast(source_row as {{ dbt.type_bigint() }}) as source_row
+from source

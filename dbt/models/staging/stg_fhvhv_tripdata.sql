@@ -4,23 +4,11 @@ with source as (
         'pickup_datetime', 'dropoff_datetime', 'pu_location_id', 'do_location_id', 'trip_miles', 'trip_time',
         'base_passenger_fare', 'tolls', 'bcf', 'sales_tax', 'congestion_surcharge', 'airport_fee', 'tips',
         'driver_pay', 'shared_request_flag', 'shared_match_flag', 'access_a_ride_flag', 'wav_request_flag',
-        'wav_match_flag', 'cbd_congestion_fee', 'source_month', 'source_file']) }}
-),
-
-hashed as (
-    select
-        *,
-        {{ row_hash([
-            'source_file', 'hvfhs_license_num', 'dispatching_base_num', 'originating_base_num', 'request_datetime',
-            'on_scene_datetime', 'pickup_datetime', 'dropoff_datetime', 'pu_location_id', 'do_location_id',
-            'trip_miles', 'trip_time', 'base_passenger_fare', 'tolls', 'bcf', 'sales_tax', 'congestion_surcharge',
-            'airport_fee', 'tips', 'driver_pay', 'shared_request_flag', 'shared_match_flag', 'access_a_ride_flag',
-            'wav_request_flag', 'wav_match_flag', 'cbd_congestion_fee']) }} as row_hash
-    from source
+        'wav_match_flag', 'cbd_congestion_fee', 'source_month', 'source_file', 'source_row']) }}
 )
 
 select
-    {{ row_key('row_hash') }} as trip_id,
+    {{ trip_key('fhvhv') }} as trip_id,
     hvfhs_license_num,
     {{ get_hvfhs_company('hvfhs_license_num') }} as company,
     dispatching_base_num,
@@ -48,5 +36,6 @@ select
     wav_request_flag,
     wav_match_flag,
     source_month,
-    source_file
-from hashed
+    source_file,
+    cast(source_row as {{ dbt.type_bigint() }}) as source_row
+from source

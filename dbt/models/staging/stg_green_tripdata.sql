@@ -3,22 +3,11 @@ with source as (
         'vendor_id', 'lpep_pickup_datetime', 'lpep_dropoff_datetime', 'store_and_fwd_flag', 'ratecode_id',
         'pu_location_id', 'do_location_id', 'passenger_count', 'trip_distance', 'fare_amount', 'extra', 'mta_tax',
         'tip_amount', 'tolls_amount', 'ehail_fee', 'improvement_surcharge', 'total_amount', 'payment_type',
-        'trip_type', 'congestion_surcharge', 'source_month', 'source_file']) }}
-),
-
-hashed as (
-    select
-        *,
-        {{ row_hash([
-            'source_file', 'vendor_id', 'lpep_pickup_datetime', 'lpep_dropoff_datetime', 'store_and_fwd_flag',
-            'ratecode_id', 'pu_location_id', 'do_location_id', 'passenger_count', 'trip_distance', 'fare_amount',
-            'extra', 'mta_tax', 'tip_amount', 'tolls_amount', 'ehail_fee', 'improvement_surcharge', 'total_amount',
-            'payment_type', 'trip_type', 'congestion_surcharge']) }} as row_hash
-    from source
+        'trip_type', 'congestion_surcharge', 'source_month', 'source_file', 'source_row']) }}
 )
 
 select
-    {{ row_key('row_hash') }} as trip_id,
+    {{ trip_key('green') }} as trip_id,
     cast(vendor_id as {{ dbt.type_int() }}) as vendor_id,
     cast(ratecode_id as {{ dbt.type_int() }}) as ratecode_id,
     cast(pu_location_id as {{ dbt.type_int() }}) as pickup_location_id,
@@ -41,5 +30,6 @@ select
     cast(payment_type as {{ dbt.type_int() }}) as payment_type,
     {{ get_payment_type_description('payment_type') }} as payment_type_description,
     source_month,
-    source_file
-from hashed
+    source_file,
+    cast(source_row as {{ dbt.type_bigint() }}) as source_row
+from source
