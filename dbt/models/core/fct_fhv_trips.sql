@@ -16,7 +16,7 @@
 ) }}
 
 {% set months = changed_months_filter('source_month', raw_tables) if is_incremental() else '1 = 1' %}
-{% set fare = dbt.type_numeric() %}
+{% set fare = type_amount() %}
 
 with trips as (
     select

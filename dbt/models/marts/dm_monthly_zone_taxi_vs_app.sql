@@ -48,8 +48,8 @@ select
     {{ month_start('source_month') }} as trip_month,
     ride_type,
     count(*) as trips,
-    sum(fare) as total_fare,
-    sum(paid) as total_paid,
+    {{ amount_total('fare') }} as total_fare,
+    {{ amount_total('paid') }} as total_paid,
     avg(fare) as avg_fare,
     avg(miles) as avg_trip_miles,
     avg(minutes) as avg_trip_minutes
