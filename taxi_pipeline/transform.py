@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -38,8 +39,13 @@ def dbt_project_dir() -> Path:
     raise ConfigError(f"no dbt project at {candidates[0]} (set taxi_pipeline.dbt_project_dir)")
 
 
-DUCKDB_DBT_SETTINGS = ("dbt_memory_limit", "dbt_threads")
-"""`taxi_pipeline.<key>` settings of a DuckDB build (DuckDB's `memory_limit`, `threads`; see dbt/profiles.yml)."""
+DUCKDB_DBT_SETTINGS = {"dbt_memory_limit": r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?)?B", "dbt_threads": r"[1-9][0-9]*"}
+"""`taxi_pipeline.<key>` settings of a DuckDB build (DuckDB's `memory_limit`, `threads`; see dbt/profiles.yml), and
+the form of their values."""
+DUCKDB_DBT_EXAMPLES = {
+    "dbt_memory_limit": "a memory size such as 1GB or 512MB",
+    "dbt_threads": "a whole number, 1 or more",
+}
 
 
 def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
@@ -50,10 +56,13 @@ def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
     prefix = f"DESTINATION__{kind.upper()}__CREDENTIALS"
     if kind == "duckdb":
         env[prefix] = str(Path(credentials.database).resolve())
-        for key in DUCKDB_DBT_SETTINGS:  # from .dlt/config.toml too, not only the env vars the profile reads
+        for key, form in DUCKDB_DBT_SETTINGS.items():  # from .dlt/config.toml too, not only the profile's env vars
             value = dlt.config.get(f"taxi_pipeline.{key}")
-            if value is not None:
-                env[f"TAXI_PIPELINE__{key.upper()}"] = str(value)
+            if value is None:
+                continue
+            if not re.fullmatch(form, str(value).strip(), re.IGNORECASE):
+                raise ConfigError(f"taxi_pipeline.{key} is {value!r}: give {DUCKDB_DBT_EXAMPLES[key]}")
+            env[f"TAXI_PIPELINE__{key.upper()}"] = str(value).strip()
         return env
     fields = ["host", "port", "username", "password", "database"]
     if kind == "snowflake":

@@ -289,3 +289,28 @@ def test_dbt_on_a_duckdb_file_named_like_a_schema(mirror, cli, workdir, monkeypa
     with duckdb.connect(str(path), read_only=True) as con:
         rows = con.execute(f"select * from ({mart_sql(f'{name}.taxi')})").fetchall()
     assert as_mart(rows) == expected_mart(mirror)
+
+
+def test_a_duckdb_build_runs_under_the_configured_memory_limit(mirror, cli, workdir):
+    """`taxi_pipeline.dbt_memory_limit` in `.dlt/config.toml` reaches DuckDB in the dbt build (not only its env
+    var): 1KB fails the build out of memory, 300MB builds; a value that is no memory size is exit 2 naming the
+    setting. (In a process of its own: dlt reads a config file once per process.)"""
+    mirror.trips("green", "2019-01", 20)
+    assert cli("--base-url", mirror.url, "--taxi", "green", "--month", "2019-01").code == 0
+    (workdir / ".dlt").mkdir()
+
+    def dbt_with(config: str) -> subprocess.CompletedProcess:
+        (workdir / ".dlt" / "config.toml").write_text(f"[taxi_pipeline]\n{config}\n")
+        command = [sys.executable, "-m", "taxi_pipeline", "dbt"]
+        return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+
+    r = dbt_with('dbt_memory_limit = "1KB"')
+    assert r.returncode == 1 and "Out of Memory" in r.stdout, r
+    r = dbt_with('dbt_memory_limit = "plenty"')
+    assert r.returncode == 2, r
+    assert (
+        r.stderr.splitlines()[-1]
+        == "error: taxi_pipeline.dbt_memory_limit is 'plenty': give a memory size such as 1GB or 512MB"
+    )
+    r = dbt_with('dbt_memory_limit = "300MB"\ndbt_threads = 1')
+    assert r.returncode == 0, r
