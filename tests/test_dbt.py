@@ -314,3 +314,23 @@ def test_a_duckdb_build_runs_under_the_configured_memory_limit(mirror, cli, work
     )
     r = dbt_with('dbt_memory_limit = "300MB"\ndbt_threads = 1')
     assert r.returncode == 0, r
+
+
+def test_the_reconciliation_counts_every_month_and_catches_a_lost_fact_row(mirror, cli, workdir):
+    """A month whose rows are all excluded (every pickup outside it) has no fact rows and reconciles (0 = 0);
+    fact rows lost from a month fail `fct_trips_reconciles_with_staging`."""
+    mirror.trips("green", "2019-01", 20)
+    mirror.trips("green", "2019-02", 10)
+    assert cli("--base-url", mirror.url, "--taxi", "green", "--start", "2019-01", "--end", "2019-02").code == 0
+    with duckdb.connect("taxi_pipeline.duckdb") as con:
+        con.execute(
+            "update taxi_raw.green_tripdata set lpep_pickup_datetime = timestamp '2018-12-15 10:00' "
+            "where source_month = '2019-02'"
+        )
+    r = cli("dbt")
+    assert r.code == 0 and "dbt build passed" in r.out, r
+    with duckdb.connect("taxi_pipeline.duckdb") as con:
+        assert con.execute("select count(*) from taxi.fct_trips where source_month = '2019-02'").fetchone() == (0,)
+        con.execute("delete from taxi.fct_trips where trip_id in (select min(trip_id) from taxi.fct_trips)")
+    result = run_dbt(make_pipeline("duckdb"), "test", ["--select", "fct_trips_reconciles_with_staging"], io.StringIO())
+    assert not result.success and result.failures == ["fct_trips_reconciles_with_staging"]
