@@ -92,6 +92,17 @@ def test_dbt_on_postgres_builds_models_with_correct_numbers(mirror, cli, pg):
     assert r.code == 0, r
     assert as_mart(pg.query(mart_sql())) == expected_mart(mirror)
     assert pg.query("select count(*) from taxi.fct_trips") == [(103,)]
+    # statistics for what plans next: the loader analyzed the trip tables it loaded, dbt the tables it built
+    analyzed = "select schemaname || '.' || relname from pg_stat_user_tables where last_analyze is not null"
+    assert {
+        "taxi_raw.green_tripdata",
+        "taxi_raw.yellow_tripdata",
+        "taxi.fct_trips",
+        "taxi.fct_fhv_trips",
+        "taxi.dim_zones",
+        "taxi.dm_monthly_zone_revenue",
+        "taxi.dm_monthly_zone_taxi_vs_app",
+    } <= {row[0] for row in pg.query(analyzed)}
 
 
 def test_dbt_builds_into_one_schema_take_turns(mirror, cli, pg, monkeypatch):
