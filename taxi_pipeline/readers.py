@@ -23,13 +23,13 @@ import zlib
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from taxi_pipeline.errors import FileFormatError
+from taxi_pipeline.lineage import lineage_arrays
 from taxi_pipeline.schemas import (
     INT,
     LINEAGE,
@@ -92,11 +92,7 @@ class Conformer:
             arrays.append(batch.column(name))
             fields.append(pa.field(name, batch.schema.field(name).type))
         if self.schema.lineage:
-            arrays += [
-                _constant_text(source_month or "", batch.num_rows),
-                _constant_text(self.file_name, batch.num_rows),
-                _row_numbers(first_row, batch.num_rows),
-            ]
+            arrays += lineage_arrays(source_month or "", self.file_name, first_row, batch.num_rows)
             fields += LINEAGE
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
@@ -142,29 +138,6 @@ def conversion(source: pa.DataType, target: pa.DataType) -> str:
 
 
 _UNIT_STEPS = {"s": 0, "ms": 1, "us": 2, "ns": 3}
-
-
-def _row_numbers(first: int, rows: int) -> pa.Array:
-    """`first`, `first + 1`, … (`rows` of them) as int64, in a buffer of Arrow's memory pool (see `_constant_text`)."""
-    buffer = pa.allocate_buffer(rows * 8)
-    np.add(np.arange(rows, dtype=np.int64), first, out=np.frombuffer(buffer, dtype=np.int64))
-    return pa.Array.from_buffers(INT, rows, [None, buffer])
-
-
-def _constant_text(value: str, rows: int) -> pa.Array:
-    """A text column holding one value, built from buffers of Arrow's memory pool.
-
-    Any pyarrow conversion of a Python object (`pa.scalar`, `pa.array`) imports pandas when it is installed,
-    half a second of every run. Buffers made from Python bytes (a month's worth, batch after batch) fragment the
-    C heap, so peak memory grew with the month's rows; Arrow's pool reuses its blocks.
-    """
-    data = np.frombuffer(value.encode(), dtype=np.uint8)
-    offsets = pa.allocate_buffer((rows + 1) * 4)
-    np.multiply(np.arange(rows + 1, dtype=np.int32), np.int32(data.size), out=np.frombuffer(offsets, dtype=np.int32))
-    values = pa.allocate_buffer(data.size * rows)
-    if data.size and rows:
-        np.frombuffer(values, dtype=np.uint8).reshape(rows, data.size)[:] = data
-    return pa.StringArray.from_buffers(rows, offsets, values)
 
 
 def _csv_read_type(col: Optional[Column]) -> pa.DataType:
