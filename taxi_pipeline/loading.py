@@ -20,7 +20,6 @@ from dlt.common import logger
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from taxi_pipeline.destinations import (
-    analyze_table,
     counting_is_cheap,
     import_file_format,
     number_legacy_rows,
@@ -221,8 +220,6 @@ def _load_month(
                 loaded_month = _load(
                     pipeline, source, schema.table, plan.month, outcome, after_extract, deferred, appended
                 )
-            if loaded_month.outcome != FAILED:
-                _analyze(pipeline, schema.table)
         if zones is not None:
             zones_result = zones_load_result(pipeline, zones) or _ZONES_PENDING
             lock.release(ZONES.table)
@@ -238,14 +235,6 @@ def _number_legacy_rows(pipeline: dlt.Pipeline, table: str, lock: RunLock) -> No
         raise
     except Exception as exc:
         raise LoadError(f"{table}: numbering the rows loaded before source_row failed: {one_line(exc)}") from exc
-
-
-def _analyze(pipeline: dlt.Pipeline, table: str) -> None:
-    """`analyze_table` after a month of `table` landed; a failure is only logged (statistics only speed plans up)."""
-    try:
-        analyze_table(pipeline, table)
-    except Exception as exc:
-        logger.warning(f"{table} not analyzed: {one_line(exc)}")
 
 
 def _summarize_month_index(pipeline: dlt.Pipeline, table: str) -> None:

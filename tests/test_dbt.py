@@ -92,7 +92,7 @@ def test_dbt_on_postgres_builds_models_with_correct_numbers(mirror, cli, pg):
     assert r.code == 0, r
     assert as_mart(pg.query(mart_sql())) == expected_mart(mirror)
     assert pg.query("select count(*) from taxi.fct_trips") == [(103,)]
-    # statistics for what plans next: the loader analyzed the trip tables it loaded, dbt the tables it built
+    # statistics for what plans next: the build analyzed the raw tables it read and the tables it wrote
     analyzed = "select schemaname || '.' || relname from pg_stat_user_tables where last_analyze is not null"
     assert {
         "taxi_raw.green_tripdata",

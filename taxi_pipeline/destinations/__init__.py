@@ -20,7 +20,6 @@ from taxi_pipeline.destinations.common import (
     MISSING,
     MONTH_INDEX_ONLY,
     NULLABLE,
-    analyze_table,
     check_destination,
     counting_is_cheap,
     destination_error,
@@ -41,7 +40,6 @@ from taxi_pipeline.settings import DEFAULT_DUCKDB_FILE
 __all__ = [
     "DESTINATIONS",
     "MONTH_INDEX_ONLY",
-    "analyze_table",
     "check_destination",
     "counting_is_cheap",
     "destination_error",

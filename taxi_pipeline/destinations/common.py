@@ -111,19 +111,6 @@ def row_numbers_required_sql(client: Any, table: str) -> str:
     return f"ALTER TABLE {qualified} ALTER COLUMN {client.escape_column_name(SOURCE_ROW)} SET NOT NULL"
 
 
-def analyze_table(pipeline: dlt.Pipeline, table: str) -> None:
-    """Postgres, after a month is loaded: `ANALYZE` the trip table, so what plans on it next has its statistics.
-
-    The dbt build right after a load (or the next month's statements) would otherwise be planned before autovacuum
-    has analyzed the new rows. ANALYZE reads a sample (30,000 rows by default), not the month. DuckDB and
-    Snowflake keep their statistics as they write.
-    """
-    if destination_kind(pipeline) != "postgres":
-        return
-    with pipeline.sql_client() as client:
-        client.execute_sql(f"ANALYZE {client.make_qualified_table_name(table)}")
-
-
 MONTH_INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
 """Postgres, first in the transaction of statements that select months of a trip table: they read the month
 index's ranges, never the whole table.
