@@ -39,13 +39,12 @@ def dbt_project_dir() -> Path:
     raise ConfigError(f"no dbt project at {candidates[0]} (set taxi_pipeline.dbt_project_dir)")
 
 
-DUCKDB_DBT_SETTINGS = {"dbt_memory_limit": r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?)?B", "dbt_threads": r"[1-9][0-9]*"}
-"""`taxi_pipeline.<key>` settings of a DuckDB build (DuckDB's `memory_limit`, `threads`; see dbt/profiles.yml), and
-the form of their values."""
-DUCKDB_DBT_EXAMPLES = {
-    "dbt_memory_limit": "a memory size such as 1GB or 512MB",
-    "dbt_threads": "a whole number, 1 or more",
+DUCKDB_DBT_SETTINGS = {
+    "dbt_memory_limit": (r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?)?B", "a memory size such as 1GB or 512MB"),
+    "dbt_threads": (r"[1-9][0-9]*", "a whole number, 1 or more"),
 }
+"""`taxi_pipeline.<key>` settings of a DuckDB build (DuckDB's `memory_limit`, `threads`; see dbt/profiles.yml): the
+form of their values, and what the error of another value asks for."""
 
 
 def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
@@ -56,12 +55,12 @@ def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
     prefix = f"DESTINATION__{kind.upper()}__CREDENTIALS"
     if kind == "duckdb":
         env[prefix] = str(Path(credentials.database).resolve())
-        for key, form in DUCKDB_DBT_SETTINGS.items():  # from .dlt/config.toml too, not only the profile's env vars
+        for key, (form, wanted) in DUCKDB_DBT_SETTINGS.items():  # from .dlt/config.toml too, not only env vars
             value = dlt.config.get(f"taxi_pipeline.{key}")
             if value is None:
                 continue
             if not re.fullmatch(form, str(value).strip(), re.IGNORECASE):
-                raise ConfigError(f"taxi_pipeline.{key} is {value!r}: give {DUCKDB_DBT_EXAMPLES[key]}")
+                raise ConfigError(f"taxi_pipeline.{key} is {value!r}: give {wanted}")
             env[f"TAXI_PIPELINE__{key.upper()}"] = str(value).strip()
         return env
     fields = ["host", "port", "username", "password", "database"]
@@ -199,15 +198,15 @@ def build_changed(
     """
     schema = dbt_schema()
     built = built_versions(pipeline, schema)  # read once for the checks below
+    version = models_version()
     if full_refresh:
         what = "every month"
     elif not built:
         full_refresh, what = True, f"every month (no build into schema {schema} recorded yet)"
     elif zones_changed(pipeline, built):  # zone names and exclusions of every month: a full build
         full_refresh, what = True, "every month (the zone lookup is new since the last build)"
-    elif (before := models_changed(built, models_version())) is not None:  # new keys or columns: every month
-        full_refresh = True
-        what = f"every month (the models are version {models_version()}, the last build's: {before})"
+    elif (before := models_changed(built, version)) is not None:  # new keys or columns: every month
+        full_refresh, what = True, f"every month (the models are version {version}, the last build's: {before})"
     changed = loaded_months(pipeline) if full_refresh else changed_months(pipeline, built)
     if not full_refresh and not any(changed.values()):
         if on_notice:

@@ -106,7 +106,7 @@ def number_rows_sql(client: Any, table: str, row_id: str) -> List[str]:
 
 
 def row_numbers_required_sql(client: Any, table: str) -> str:
-    """`ALTER TABLE … SET NOT NULL` of `source_row`: the last step of a numbering (see `unnumbered`)."""
+    """`ALTER TABLE … SET NOT NULL` of `source_row`: the last step of a numbering (see `row_number_column`)."""
     qualified = client.make_qualified_table_name(table)
     return f"ALTER TABLE {qualified} ALTER COLUMN {client.escape_column_name(SOURCE_ROW)} SET NOT NULL"
 
