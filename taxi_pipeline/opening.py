@@ -19,7 +19,6 @@ from dlt.common.runtime.collector import NULL_COLLECTOR, Collector
 from taxi_pipeline.destinations import (
     check_destination,
     destination_error,
-    destination_kind,
     destination_location,
     make_destination,
     read_lock,
@@ -29,6 +28,9 @@ from taxi_pipeline.destinations.locking import SIDE_BY_SIDE, RunLock, working_fo
 from taxi_pipeline.errors import ConfigError, one_line
 from taxi_pipeline.interrupts import scratch_folder
 from taxi_pipeline.settings import DEFAULT_DATASET, PIPELINE_NAME_PREFIX
+
+STAGED = ("snowflake", "bigquery")
+"""The destinations that can load through a bucket of their own (`taxi_pipeline.staging = filesystem`)."""
 
 
 def setting(key: str, default: Any) -> Any:
@@ -59,9 +61,8 @@ def make_pipeline(
     """
     dest = make_destination(destination, read_only)
     name = f"{PIPELINE_NAME_PREFIX}_{destination}"
-    dataset = dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
-    key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
-    pipelines_dir = folder or os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
+    dataset = _dataset(dataset_name)
+    pipelines_dir = folder or working_folder_of(destination, dest, dataset)
     if dlt.config.get("data_writer.disable_compression") is None:
         # dlt gzips its own short-lived intermediate files by default: most of a Postgres load's time (FACTS.md).
         # Scoped to this pipeline's config section, so other dlt pipelines in the process are not affected.
@@ -70,8 +71,9 @@ def make_pipeline(
         if dlt.config.get("data_writer.compression") is None:
             # the parquet file is read once from local disk: snappy only costs time
             dlt.config[f"{name}.data_writer.compression"] = "none"
-    # optional external stage for Snowflake (e.g. "filesystem" with [destination.filesystem] bucket_url = "s3://…")
-    staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination == "snowflake" else None
+    # optional external stage for Snowflake and BigQuery ("filesystem" with [destination.filesystem] bucket_url =
+    # "s3://…" or "gs://…")
+    staging = (dlt.config.get("taxi_pipeline.staging") or None) if destination in STAGED else None
     pipeline = dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=pipelines_dir,
@@ -86,6 +88,17 @@ def make_pipeline(
     return pipeline
 
 
+def _dataset(dataset_name: Optional[str] = None) -> str:
+    return dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
+
+
+def working_folder_of(destination: str, dest: Any, dataset: str) -> str:
+    """The local working folder of a destination's pipeline: one per destination location and dataset."""
+    name = f"{PIPELINE_NAME_PREFIX}_{destination}"
+    key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
+    return os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
+
+
 @contextlib.contextmanager
 def opened(
     destination: str, on_notice: Optional[Callable[[str], None]] = None, progress: Optional[Collector] = None
@@ -95,11 +108,11 @@ def opened(
     State is taken from the destination when the local folder is new or behind. Failing to reach the destination
     is configuration to fix (exit 2), naming the credentials setting.
     """
-    pipeline = make_pipeline(destination, progress=progress)
-    shared = destination_kind(pipeline) in SIDE_BY_SIDE  # runs load side by side, month by month (`locking`)
-    with working_folder(pipeline.pipelines_dir, pipeline.pipeline_name, shared, on_notice) as folder:
-        if folder != pipeline.pipelines_dir:
-            pipeline = make_pipeline(destination, progress=progress, folder=folder)
+    shared = destination in SIDE_BY_SIDE  # runs load side by side, month by month (`locking`)
+    # the folder is taken before dlt opens it: two runs creating one new folder at once would wipe each other's
+    home = working_folder_of(destination, make_destination(destination), _dataset())
+    with working_folder(home, f"{PIPELINE_NAME_PREFIX}_{destination}", shared, on_notice) as folder:
+        pipeline = make_pipeline(destination, progress=progress, folder=folder)
         with run_lock(pipeline, on_wait=on_notice) as lock:
             _connect(pipeline)
             yield pipeline, lock
