@@ -79,8 +79,41 @@ def record_statements(client: Any, table: str, month: str, entry: Mapping[str, A
 def records_table_sql(client: Any, table: str = RECORDS_TABLE) -> str:
     """`CREATE TABLE IF NOT EXISTS` of the month records' table (or `BUILT_TABLE`) in the client's dataset."""
     spec = _BUILT_COLUMNS if table == BUILT_TABLE else _COLUMNS
-    columns = ", ".join(f"{client.escape_column_name(name)} {type_}" for name, type_ in spec)
+    script = runs_scripts(client)
+    columns = ", ".join(
+        f"{client.escape_column_name(name)} {type_.replace('varchar', 'STRING') if script else type_}"
+        for name, type_ in spec
+    )
     return f"CREATE TABLE IF NOT EXISTS {client.make_qualified_table_name(table)} ({columns})"
+
+
+def runs_scripts(client: Any) -> bool:
+    """Whether a transaction on this client is one script (`BEGIN TRANSACTION; …; COMMIT TRANSACTION;`): BigQuery.
+
+    BigQuery keeps a transaction to one script (or a session, which dlt opens but its emulator does not serve), and
+    rolls the script's open transaction back when a statement in it fails. It names text `STRING`, not `varchar`.
+    """
+    return getattr(client.capabilities, "sqlglot_dialect", None) == "bigquery"
+
+
+def in_one_transaction(client: Any, statements: Sequence[Tuple[str, Tuple[Any, ...]]]) -> None:
+    """Run `statements` (SQL, its `%s` arguments) in one transaction of `client`.
+
+    On BigQuery (`runs_scripts`) that is one script; a `CREATE TABLE IF NOT EXISTS` among them runs first, on its
+    own, as BigQuery admits no DDL on a permanent table inside a transaction.
+    """
+    if not runs_scripts(client):
+        with client.begin_transaction():
+            for sql, args in statements:
+                client.execute_sql(sql, *args)
+        return
+    creates = [(sql, args) for sql, args in statements if sql.lstrip().upper().startswith("CREATE ")]
+    for sql, args in creates:
+        client.execute_sql(sql, *args)
+    literal = client.capabilities.escape_literal or _quoted
+    # arguments as literals: query parameters in a script are ignored by the BigQuery emulator
+    body = [sql % tuple(_literal(literal, a) for a in args) for sql, args in statements if (sql, args) not in creates]
+    client.execute_sql(";\n".join(["BEGIN TRANSACTION", *body, "COMMIT TRANSACTION"]) + ";")
 
 
 def _quoted(value: str) -> str:
@@ -94,9 +127,8 @@ def _literal(escape: Callable[[Any], str], value: Any) -> str:
 
 def write_record(pipeline: dlt.Pipeline, table: str, month: str, entry: Mapping[str, Any]) -> None:
     """Record a month that has reconciled, in a transaction of its own."""
-    with pipeline.sql_client() as client, client.begin_transaction():
-        for statement in record_statements(client, table, month, entry):
-            client.execute_sql(statement)
+    with pipeline.sql_client() as client:
+        in_one_transaction(client, [(statement, ()) for statement in record_statements(client, table, month, entry)])
 
 
 def forget_record(pipeline: dlt.Pipeline, table: str, month: str) -> None:
@@ -183,18 +215,18 @@ def write_built(pipeline: dlt.Pipeline, schema: str, versions: Mapping[str, Mapp
     ]
     if not rows:
         return
-    with pipeline.sql_client() as client, client.begin_transaction():
+    with pipeline.sql_client() as client:
         names = [client.escape_column_name(name) for name, _ in _BUILT_COLUMNS]
         built = client.make_qualified_table_name(BUILT_TABLE)
-        client.execute_sql(records_table_sql(client, BUILT_TABLE))
+        statements: List[Tuple[str, Tuple[Any, ...]]] = [(records_table_sql(client, BUILT_TABLE), ())]
         for table, by_month in versions.items():
             months = list(by_month)
             if not months:
                 continue
             marks = ", ".join(["%s"] * len(months))
             where = f"{names[0]} = %s AND {names[1]} = %s AND {names[2]} IN ({marks})"
-            client.execute_sql(f"DELETE FROM {built} WHERE {where}", schema, table, *months)
+            statements.append((f"DELETE FROM {built} WHERE {where}", (schema, table, *months)))
         values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-        client.execute_sql(
-            f"INSERT INTO {built} ({', '.join(names)}) VALUES {values}", *(value for row in rows for value in row)
-        )
+        insert = f"INSERT INTO {built} ({', '.join(names)}) VALUES {values}"
+        statements.append((insert, tuple(value for row in rows for value in row)))
+        in_one_transaction(client, statements)

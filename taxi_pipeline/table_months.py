@@ -5,12 +5,12 @@ The month records themselves (what each load was) are in `records`; this module 
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from taxi_pipeline.destinations import counting_is_cheap, month_index_only
+from taxi_pipeline.destinations import counting_is_cheap, destination_kind, month_index_only
 from taxi_pipeline.records import month_records
 from taxi_pipeline.schemas import SOURCE_MONTH
 
@@ -51,19 +51,23 @@ def months_present(pipeline: dlt.Pipeline, table: str, months: Sequence[str]) ->
     """Which of `months` have at least one row in a raw trip table (none when there is no table yet).
 
     Each month is one index probe on Postgres (the BRIN index on `source_month`; sequential scans are ruled out
-    for the query, as they would read the whole table to prove a month absent).
+    for the query, as they would read the whole table to prove a month absent), one row read elsewhere (a month's
+    first row, found by the zone maps or clustering).
     """
     if not months:
         return set()
     try:
         with pipeline.sql_client() as client:
-            col = client.escape_column_name(SOURCE_MONTH)
-            sql = (
-                f"SELECT m FROM unnest(%s::text[]) AS m WHERE EXISTS "
-                f"(SELECT 1 FROM {client.make_qualified_table_name(table)} WHERE {col} = m)"
-            )
+            col, qualified = client.escape_column_name(SOURCE_MONTH), client.make_qualified_table_name(table)
+            if destination_kind(pipeline) == "postgres":
+                sql = f"SELECT m FROM unnest(%s::text[]) AS m WHERE EXISTS (SELECT 1 FROM {qualified} WHERE {col} = m)"
+                args: List[Any] = [list(months)]
+            else:  # one probe per month, in SQL that every warehouse reads (BigQuery wants a FROM for a WHERE)
+                probe = f"SELECT %s AS m FROM (SELECT 1 AS one FROM {qualified} WHERE {col} = %s LIMIT 1) AS probe"
+                sql = " UNION ALL ".join([probe] * len(months))
+                args = [value for month in months for value in (month, month)]
             with month_index_only(pipeline, client):
-                rows = client.execute_sql(sql, list(months))
+                rows = client.execute_sql(sql, *args)
     except DatabaseUndefinedRelation:
         return set()
     return {str(m) for (m,) in rows or []}
@@ -94,9 +98,12 @@ def count_rows(pipeline: dlt.Pipeline, table: str, month: Optional[str] = None) 
         with pipeline.sql_client() as client:
             sql = f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}"
             if month is None:
-                return int(client.execute_sql(sql)[0][0])
-            sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
-            with month_index_only(pipeline, client):
-                return int(client.execute_sql(sql, month)[0][0])
+                rows = client.execute_sql(sql)
+            else:
+                sql += f" WHERE {client.escape_column_name(SOURCE_MONTH)} = %s"
+                with month_index_only(pipeline, client):
+                    rows = client.execute_sql(sql, month)
     except DatabaseUndefinedRelation:
         return 0
+    # no result at all: the BigQuery emulator's answer for a table that is not there (BigQuery raises NotFound)
+    return int(rows[0][0]) if rows else 0
