@@ -296,3 +296,75 @@ def snowflake(tmp_path, monkeypatch) -> FakeSnowflake:
     monkeypatch.setenv("DESTINATION__SNOWFLAKE__CREDENTIALS", SNOWFLAKE_CREDENTIALS)
     with fakesnow.patch(db_path=str(db_path)):
         yield FakeSnowflake()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Deselect the BigQuery fault cases a module does not take by default (its `BIGQUERY_FAULTS`; all of them
+    with `TAXI_TEST_BIGQUERY_FAULTS=all`)."""
+    if os.environ.get("TAXI_TEST_BIGQUERY_FAULTS") == "all":
+        return
+    kept, dropped = [], []
+    for item in items:
+        chosen = getattr(item.module, "BIGQUERY_FAULTS", None)
+        dropped_here = chosen is not None and "[bigquery" in item.name and item.name not in chosen
+        (dropped if dropped_here else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+class FakeBigQuery:
+    """Queries against the emulators the `bigquery` fixture started (`emulators`: `tests.bqemulator.Emulators`)."""
+
+    def __init__(self, emulators) -> None:
+        self.emulators = emulators
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self.emulators.client()
+        return self._client
+
+    def query(self, sql: str):
+        return [tuple(row.values()) for row in self.client.query_and_wait(sql)]
+
+    def month_counts(self, table: str) -> Dict[str, int]:
+        rows = self.query(f"select source_month, count(*) from taxi_raw.{table} group by 1 order by 1")
+        return {m: n for m, n in rows}
+
+    def staged_uris(self) -> List[str]:
+        """The `gs://` files of every load job so far (jobs that loaded from the bucket)."""
+        return [uri for job in self.client.list_jobs() if job.job_type == "load" for uri in job.source_uris or []]
+
+
+_BIGQUERY_UNAVAILABLE: List[str] = []
+
+
+@pytest.fixture
+def bigquery(workdir, monkeypatch) -> Iterator[FakeBigQuery]:
+    """bqemulator and fake-gcs-server for this test (`tests/bqemulator.py`); dlt's BigQuery destination reaching them
+    through Application Default Credentials, staging through the emulated bucket (a failure in CI, else a skip)."""
+    from tests import bqemulator
+
+    if _BIGQUERY_UNAVAILABLE:
+        pytest.skip(_BIGQUERY_UNAVAILABLE[0])
+    pytest.importorskip("google.cloud.bigquery", reason="taxi-pipeline[bigquery]")
+    try:
+        emulators = bqemulator.start()
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the BigQuery emulators are required in CI: {exc}")
+        _BIGQUERY_UNAVAILABLE.append(f"no BigQuery emulator: {exc}")
+        pytest.skip(_BIGQUERY_UNAVAILABLE[0])
+    for key, value in emulators.environ().items():
+        monkeypatch.setenv(key, value)
+    import gcsfs
+
+    # fsspec keeps one file system per set of arguments for the process: a test's emulator and token endpoint are
+    # its own, so an earlier test's cached one (gone with its emulators) must not be handed out
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    monkeypatch.setenv("TAXI_PIPELINE__STAGING", "filesystem")
+    monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", f"gs://{bqemulator.BUCKET}/stage")
+    yield FakeBigQuery(emulators)
+    emulators.stop()

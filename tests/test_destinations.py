@@ -1,5 +1,5 @@
 """What every destination must do the same way: rerun is a no-op, a republished month replaces only itself,
-state survives a lost working folder. One test per behaviour, run against DuckDB, Postgres and Snowflake."""
+state survives a lost working folder. One test per behaviour, run against DuckDB, Postgres, Snowflake and BigQuery."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Target:
         return self.query("select count(*) from taxi_raw._dlt_loads")[0][0]
 
 
-@pytest.fixture(params=["duckdb", "postgres", "snowflake"])
+@pytest.fixture(params=["duckdb", "postgres", "snowflake", "bigquery"])
 def target(request) -> Target:
     if request.param == "duckdb":
         duck, path = request.getfixturevalue("duck"), request.getfixturevalue("workdir") / "taxi_pipeline.duckdb"
@@ -36,7 +36,7 @@ def target(request) -> Target:
                 con.execute(sql)
 
         return Target("duckdb", lambda sql: duck(sql), execute)
-    backend = request.getfixturevalue("pg" if request.param == "postgres" else "snowflake")
+    backend = request.getfixturevalue({"postgres": "pg"}.get(request.param, request.param))
     return Target(request.param, backend.query, backend.query)
 
 
@@ -84,6 +84,8 @@ def test_a_table_loaded_before_source_row_is_numbered_once_and_loads_go_on(mirro
     """An upgrade: rows loaded by a version without `source_row` get their numbers before the next month loads
     (dlt alone would add the column `NOT NULL` to a table holding rows, and fail); every row then has one, unique
     in its file, and the column is `NOT NULL`."""
+    if target.name == "bigquery":
+        pytest.skip("no BigQuery table predates source_row (the destination came after it): test_bigquery.py")
     mirror.trips("green", "2019-01", 25)
     mirror.trips("green", "2019-02", 10)
     assert load(cli, mirror, target, "--start", "2019-01", "--end", "2019-02").code == 0

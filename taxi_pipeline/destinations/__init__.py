@@ -2,8 +2,9 @@
 
 One module per destination holds all that is its own (modelled on dlt's `dlt/destinations/impl/<name>/`): its
 dlt destination class, job client, month load job and run lock: `duckdb`, `postgres` (with `postgres_binary`,
-the COPY encoding), `snowflake` (leases). `common` holds what they share: first contact and its errors, the
-month index and month SQL. Destination modules are imported only when a destination of theirs is used.
+the COPY encoding), `snowflake` and `bigquery` (their run locks are `leases`). `common` holds what they share:
+first contact and its errors, the month index and month SQL. Destination modules are imported only when a
+destination of theirs is used.
 """
 
 from __future__ import annotations
@@ -58,16 +59,21 @@ __all__ = [
 ]
 
 
-DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake")
+DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery")
 
 
-_EXTRAS = {"postgres": ("psycopg2", "pgpq"), "snowflake": ("snowflake.connector",)}
+_EXTRAS = {
+    "postgres": ("psycopg2", "pgpq"),
+    "snowflake": ("snowflake.connector",),
+    "bigquery": ("google.cloud.bigquery", "gcsfs"),
+}
 
 
 _CREDENTIALS_FORM = {
     "duckdb": "give the path of the database file (default: taxi_pipeline.duckdb in the working directory)",
     "postgres": "give postgresql://user:password@host:port/database",
     "snowflake": "give snowflake://user:password@account/database?warehouse=…&role=…",
+    "bigquery": "give a service account's JSON key, or unset it to use Application Default Credentials",
 }
 
 

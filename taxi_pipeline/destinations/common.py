@@ -188,13 +188,21 @@ def destination_kind(pipeline: dlt.Pipeline) -> str:
     return pipeline.destination.destination_type.rsplit(".", 1)[-1]
 
 
+_DEFAULT_CREDENTIALS = {
+    "bigquery": ", or Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS=key.json, or gcloud auth "
+    "application-default login)"
+}
+"""Where a destination's client library finds credentials by itself, said after the setting."""
+
+
 def destination_error(pipeline: dlt.Pipeline, exc: BaseException) -> ConfigError:
     """A one-line ConfigError naming the credentials setting of the pipeline's destination."""
     kind = destination_kind(pipeline)
     setting_name = f"DESTINATION__{kind.upper()}__CREDENTIALS"
     if find_cause(exc, ConfigFieldMissingException):
+        default = _DEFAULT_CREDENTIALS.get(kind, "")
         return ConfigError(
             f"no credentials for the {kind} destination: set {setting_name} or [destination.{kind}] credentials "
-            "in .dlt/secrets.toml"
+            f"in .dlt/secrets.toml{default}"
         )
     return ConfigError(f"cannot open the {kind} destination (check {setting_name}): {one_line(exc)}")

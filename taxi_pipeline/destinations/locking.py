@@ -1,9 +1,9 @@
-"""Exclusion between runs: by month on Postgres and Snowflake, by database file on DuckDB.
+"""Exclusion between runs: by month on Postgres, Snowflake and BigQuery, by database file on DuckDB.
 
 A run holds two kinds of locks:
 
 1. **its local dlt working folder** (`<pipelines_dir>/taxi_pipeline_<dest>-…`): an exclusive `flock`, so two runs
-   never rewrite each other's packages or state files. Where runs may load side by side (Postgres, Snowflake), a
+   never rewrite each other's packages or state files. Where runs may load side by side (all but DuckDB), a
    run that finds the folder busy takes the first free sibling (`…~1`, `…~2`, …) instead of waiting; dlt state
    is restored there from the destination, and months are known from their records (`records`), not the folder.
 2. **the destination**:
@@ -16,11 +16,11 @@ A run holds two kinds of locks:
    - DuckDB: an exclusive `flock` keyed on the database file's real path for the whole run: DuckDB admits one
      writing process per file, so runs on one DuckDB file take turns. `status` and `report` hold it shared
      (`destinations.read_lock`): DuckDB opens no file read-only while another process writes it.
-   - Snowflake: the same month, staging and zone lookup locks as leases, rows of a table of ours with an expiry
-     that the run renews (`destinations.snowflake`: Snowflake has no advisory locks); schema changes under the
+   - Snowflake and BigQuery: the same month, staging and zone lookup locks as leases, rows of a table of ours with
+     an expiry that the run renews (`destinations.leases`: neither has advisory locks); schema changes under the
      dataset's lease.
 
-Every lock but a Snowflake lease is released by the OS or the server when its process dies (a lease expires).
+Every lock but a lease is released by the OS or the server when its process dies (a lease expires).
 A run that finds a lock taken says so once and waits up to `taxi_pipeline.lock_timeout` seconds. The Postgres
 locks live on an idle connection; if it drops (idle timeout, server restart) they are gone, so `check()` before
 each month stops the run instead of letting a second run in unnoticed.
@@ -47,7 +47,7 @@ DEFAULT_LOCK_TIMEOUT = 3600.0
 _POLL_SECONDS = 0.5
 
 
-SIDE_BY_SIDE = ("postgres", "snowflake")
+SIDE_BY_SIDE = ("postgres", "snowflake", "bigquery")
 """Destinations whose runs load side by side, month by month (each month under its own lock)."""
 
 
@@ -100,10 +100,10 @@ class RunLock:
 class SchemaChangesLocked:
     """dlt's schema steps of a SQL job client under the dataset's schema lock (`_schema_lock`), then the records table.
 
-    Mixed into the job clients of destinations whose runs load side by side (Postgres, Snowflake): two runs can
-    meet the same schema change (a first load creating the tables, a file with a new column); dlt looks up the
-    stored schema, then creates or alters what is missing, and the second run's `CREATE TABLE` would fail on the
-    first one's. Under the lock, the second run finds the change made. The month records table is made there
+    Mixed into the job clients of destinations whose runs load side by side (Postgres, Snowflake, BigQuery): two
+    runs can meet the same schema change (a first load creating the tables, a file with a new column); dlt looks
+    up the stored schema, then creates or alters what is missing, and the second run's `CREATE TABLE` would fail
+    on the first one's. Under the lock, the second run finds the change made. The month records table is made there
     too: a `CREATE TABLE IF NOT EXISTS` in two load transactions at once can fail the same way.
     """
 
