@@ -50,7 +50,8 @@ form of their values, and what the error of another value asks for."""
 def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
     """The env vars `dbt/profiles.yml` reads, from the pipeline's resolved destination credentials."""
     kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
-    credentials = pipeline.destination_client().config.credentials  # type: ignore[attr-defined]
+    config = pipeline.destination_client().config  # type: ignore[attr-defined]
+    credentials = config.credentials
     env = {"DBT_TARGET": kind, "TAXI_PIPELINE__DATASET_NAME": pipeline.dataset_name}
     prefix = f"DESTINATION__{kind.upper()}__CREDENTIALS"
     if kind == "duckdb":
@@ -63,6 +64,8 @@ def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
                 raise ConfigError(f"taxi_pipeline.{key} is {value!r}: give {wanted}")
             env[f"TAXI_PIPELINE__{key.upper()}"] = str(value).strip()
         return env
+    if kind == "bigquery":
+        return {**env, **_bigquery_env(pipeline, config)}
     fields = ["host", "port", "username", "password", "database"]
     if kind == "snowflake":
         fields += ["warehouse", "role", "private_key_path", "private_key_passphrase"]
@@ -70,6 +73,36 @@ def profile_env(pipeline: dlt.Pipeline) -> Dict[str, str]:
         value = getattr(credentials, name, None)
         if value is not None:
             env[f"{prefix}__{name.upper()}"] = str(value)
+    return env
+
+
+BIGQUERY_KEYFILE_ENV = "TAXI_DBT_BIGQUERY_KEYFILE"
+"""The service-account key file of dbt's BigQuery target (dbt/profiles.yml); unset: Application Default Credentials."""
+
+
+def _bigquery_env(pipeline: dlt.Pipeline, config: Any) -> Dict[str, str]:
+    """The BigQuery target's env vars: project, location, and a key file when dlt's credentials carry a key.
+
+    dlt resolves BigQuery credentials to a service-account key (its fields or JSON) or, failing that, to Application
+    Default Credentials, which dbt's `oauth` method finds the same way. A key is written for dbt (mode 0600) into
+    `dbt_work_dir(pipeline)`. OAuth refresh-token credentials are not passed on: dbt uses ADC then.
+    """
+    credentials = config.credentials
+    env = {"DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID": str(credentials.project_id or "")}
+    if getattr(config, "location", None):
+        env["DESTINATION__BIGQUERY__LOCATION"] = str(config.location)
+    uses_default = getattr(credentials, "has_default_credentials", lambda: False)()
+    key = getattr(credentials, "private_key", None)
+    if not uses_default and isinstance(key, str) and key:
+        keyfile = dbt_work_dir(pipeline) / "bigquery-key.json"
+        keyfile.parent.mkdir(parents=True, exist_ok=True)
+        fields = ["project_id", "private_key", "private_key_id", "client_email", "token_uri"]
+        info = {"type": "service_account", **{name: getattr(credentials, name, None) for name in fields}}
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        os.chmod(keyfile, 0o600)  # a file written earlier under another mode
+        env[BIGQUERY_KEYFILE_ENV] = str(keyfile)
     return env
 
 

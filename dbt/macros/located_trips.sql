@@ -24,6 +24,14 @@ select
 from trips
 inner join zones as pickup_zone on trips.pickup_location_id = pickup_zone.location_id
 inner join zones as dropoff_zone on trips.dropoff_location_id = dropoff_zone.location_id
-where {{ dbt.date_trunc('month', 'trips.pickup_datetime') }} = {{ month_start('trips.source_month') }}
+where {{ pickup_in_month('trips.pickup_datetime', 'trips.source_month') }}
 
+{%- endmacro %}
+
+{#-
+  Whether a pickup time falls in a `YYYY-MM` month. Both sides dates: BigQuery compares no TIMESTAMP with a DATE
+  ("No matching signature for operator ="), where the other warehouses would cast the date.
+-#}
+{% macro pickup_in_month(pickup_column, month_column) -%}
+    cast({{ dbt.date_trunc('month', pickup_column) }} as date) = {{ month_start(month_column) }}
 {%- endmacro %}

@@ -24,7 +24,7 @@ expected as (
     select
         source_month,
         sum(case
-            when {{ dbt.date_trunc('month', 'pickup_datetime') }} = {{ month_start('source_month') }}
+            when {{ pickup_in_month('pickup_datetime', 'source_month') }}
                 and pickup_location_id in (select location_id from {{ ref('dim_zones') }})
                 and dropoff_location_id in (select location_id from {{ ref('dim_zones') }})
             then 1 else 0

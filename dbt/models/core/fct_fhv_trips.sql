@@ -13,6 +13,8 @@
     incremental_predicates=[changed_months_filter('source_month', raw_tables)],
     on_schema_change='fail',
     indexes=[{'columns': ['source_month'], 'type': 'brin'}] if target.type == 'postgres' else [],
+    partition_by=month_partitions('pickup_datetime'),
+    cluster_by=clustered_by(['source_month', 'pickup_location_id']),
 ) }}
 
 {% set months = changed_months_filter('source_month', raw_tables) if is_incremental() else '1 = 1' %}

@@ -5,6 +5,8 @@
     incremental_strategy='by_month',
     incremental_predicates=[changed_month_starts_filter('revenue_month', raw_tables)],
     on_schema_change='fail',
+    partition_by=month_partitions('revenue_month', 'date'),
+    cluster_by=clustered_by(['revenue_zone']),
 ) }}
 
 select

@@ -9,6 +9,8 @@
     incremental_strategy='by_month',
     incremental_predicates=[changed_month_starts_filter('trip_month', trip_tables())],
     on_schema_change='fail',
+    partition_by=month_partitions('trip_month', 'date'),
+    cluster_by=clustered_by(['pickup_location_id']),
 ) }}
 
 {% set months = changed_months_filter('source_month', trip_tables()) if is_incremental() else '1 = 1' %}
