@@ -36,7 +36,7 @@ PLUGIN_TYPES = {  # real Kestra plugin types valid in 1.x and 2.0 (FACTS.md; plu
     "io.kestra.plugin.core.execution.Labels",
     "io.kestra.plugin.scripts.runner.docker.Docker",
 }
-PACKAGE = "/opt/wheels/taxi_pipeline-0.1.0-py3-none-any.whl[postgres,snowflake,dbt]"  # a user's setting
+PACKAGE = "/opt/wheels/taxi_pipeline-0.1.0-py3-none-any.whl[postgres,snowflake,bigquery,dbt]"  # a user's setting
 RETRY_TYPES = {"constant", "exponential", "random"}  # a task's `retry.type`
 INPUT_TYPES = {"STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "SELECT", "MULTISELECT", "DATE", "DATETIME", "ENUM"}
 FORBIDDEN_KEYS = {"pluginDefaults", "runIf", "conditions"}  # Kestra 2.0 rejects them / renamed to `when`
@@ -271,7 +271,10 @@ def test_every_command_line_parses_with_the_package_parser(flow):
                 secrets = []
                 rendered = render(str(value), ctx, secrets)
                 dest = ctx["inputs"]["dest"]
-                if key.startswith("DESTINATION__") and dest.upper() not in key:
+                if key.startswith("DESTINATION__FILESYSTEM__"):  # BigQuery's staging bucket
+                    secret = key.endswith("__CREDENTIALS") and dest == "bigquery"
+                    assert rendered.startswith("<secret:") if secret else "<secret:" not in rendered, (key, rendered)
+                elif key.startswith("DESTINATION__") and dest.upper() not in key:
                     assert rendered == "" or "DUCKDB" in key, (key, rendered)  # other secrets are not read
                 elif key.startswith("DESTINATION__") and dest != "duckdb":
                     assert rendered.startswith("<secret:"), (key, rendered)
@@ -443,3 +446,26 @@ def test_the_month_flow_retries_a_failed_load_but_not_bad_input(mirror, tmp_path
         "error: argument --taxi: expected one argument (see --help) (exit 2: fix the input or configuration; "
         "not retried)"
     ]
+
+
+def flow_env(flow: dict, task: dict, ctx: dict, variables: dict, dest: str) -> dict:
+    """A task's env rendered for `dest` with the flow's variables overridden by `variables`."""
+    context = {**ctx, "inputs": {**ctx["inputs"], "dest": dest}, "vars": {**flow["variables"], **variables}}
+    return {key: render(str(value), context, []) for key, value in task["env"].items()}
+
+
+@pytest.mark.parametrize("name", ["taxi_catchup", "taxi_backfill", "taxi_month"])
+def test_bigquery_loads_stage_in_the_flows_bucket_when_one_is_set(name):
+    """The course's way: a BigQuery run's months go through `variables.gcs_bucket` with the service account's key;
+    without a bucket they are uploaded from the worker; other destinations never get the key."""
+    flow = flow_named(name)
+    task = next(t for t in flow["tasks"] if "TAXI_PIPELINE__STAGING" in (t.get("env") or {}))
+    ctx = next(c for c in contexts(flow) if c["inputs"]["dest"] == "bigquery")
+    staged = flow_env(flow, task, ctx, {"gcs_bucket": "gs://taxi-bucket/dlt"}, "bigquery")
+    assert staged["TAXI_PIPELINE__STAGING"] == "filesystem"
+    assert staged["DESTINATION__FILESYSTEM__BUCKET_URL"] == "gs://taxi-bucket/dlt"
+    assert staged["DESTINATION__FILESYSTEM__CREDENTIALS"] == "<secret:TAXI_GCP_SERVICE_ACCOUNT>"
+    assert staged["DESTINATION__BIGQUERY__CREDENTIALS"] == "<secret:TAXI_GCP_SERVICE_ACCOUNT>"
+    assert flow_env(flow, task, ctx, {"gcs_bucket": ""}, "bigquery")["TAXI_PIPELINE__STAGING"] == ""
+    other = flow_env(flow, task, ctx, {"gcs_bucket": "gs://taxi-bucket/dlt"}, "postgres")
+    assert other["TAXI_PIPELINE__STAGING"] == "" and other["DESTINATION__BIGQUERY__CREDENTIALS"] == ""
