@@ -366,5 +366,7 @@ def bigquery(workdir, monkeypatch) -> Iterator[FakeBigQuery]:
     gcsfs.GCSFileSystem.clear_instance_cache()
     monkeypatch.setenv("TAXI_PIPELINE__STAGING", "filesystem")
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", f"gs://{bqemulator.BUCKET}/stage")
+    # a killed run's leases expire in 15 s, not 120: the fault cases' reruns wait that long for them
+    monkeypatch.setenv("TAXI_PIPELINE__LEASE_SECONDS", "15")
     yield FakeBigQuery(emulators)
     emulators.stop()
