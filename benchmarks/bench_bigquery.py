@@ -86,10 +86,16 @@ def native_load(emulators: bqemulator.Emulators, path: Path) -> float:
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": emulators.gcs_url},
     ).bucket(bqemulator.BUCKET)
+    import pyarrow.parquet as pq
+
     client.create_dataset("native", exists_ok=True)
+    # the emulator loads into an existing table only (BigQuery would make it from the file): its schema, the file's
+    kinds = {"int": "INTEGER", "dou": "FLOAT", "flo": "FLOAT", "tim": "TIMESTAMP", "str": "STRING", "lar": "STRING"}
+    schema = [bigquery.SchemaField(f.name, kinds[str(f.type)[:3]]) for f in pq.read_schema(path)]
+    client.create_table(bigquery.Table(f"{bqemulator.PROJECT}.native.trips", schema=schema))
     started = time.perf_counter()
     bucket.blob(f"native/{path.name}").upload_from_filename(str(path))
-    config = bigquery.LoadJobConfig(source_format="PARQUET", write_disposition="WRITE_TRUNCATE")
+    config = bigquery.LoadJobConfig(source_format="PARQUET")  # a new table: the job creates it
     uri = f"gs://{bqemulator.BUCKET}/native/{path.name}"
     client.load_table_from_uri(uri, f"{bqemulator.PROJECT}.native.trips", job_config=config).result()
     return time.perf_counter() - started
