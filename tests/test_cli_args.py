@@ -17,7 +17,7 @@ from taxi_pipeline.cli import build_parser
         (["--taxi", "blue", "--month", "2019-01"], "unknown taxi type 'blue'"),
         (["--taxi", ",", "--month", "2019-01"], "no taxi type given"),
         (["--taxi", "", "--month", "2019-01"], "no taxi type given"),  # an unset "$TYPES": not the default types
-        (["--dest", "bigquery", "--taxi", "green"], "invalid choice: 'bigquery'"),
+        (["--dest", "redshift", "--taxi", "green"], "invalid choice: 'redshift'"),
         (["--taxi", "green", "--month", "2019-1"], "bad month '2019-1'"),
         (["--taxi", "green", "--month", "2019-13"], "bad month '2019-13'"),
         (["--taxi", "green", "--start", "2019-03", "--end", "2019-01"], "--start 2019-03 is after --end 2019-01"),
@@ -45,8 +45,10 @@ def test_bad_arguments_exit_2_with_one_line(cli, workdir, args, message):
     assert not (workdir / "taxi_pipeline.duckdb").exists()
 
 
-@pytest.mark.parametrize("module", ["psycopg2", "pgpq"])
-def test_missing_driver_names_the_extra(cli, monkeypatch, module):
+@pytest.mark.parametrize(
+    "dest, module", [("postgres", "psycopg2"), ("postgres", "pgpq"), ("bigquery", "google.cloud.bigquery")]
+)
+def test_missing_driver_names_the_extra(cli, monkeypatch, dest, module):
     import builtins
 
     real_import = builtins.__import__
@@ -57,8 +59,8 @@ def test_missing_driver_names_the_extra(cli, monkeypatch, module):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", without_module)
-    r = cli("--dest", "postgres", "--taxi", "green", "--month", "2019-01")
-    assert r.code == 2 and "pip install 'taxi-pipeline[postgres]'" in r.err
+    r = cli("--dest", dest, "--taxi", "green", "--month", "2019-01")
+    assert r.code == 2 and f"pip install 'taxi-pipeline[{dest}]'" in r.err
 
 
 @pytest.mark.parametrize("value, message", [("January", "bad month 'January'"), ("", "is empty")])
