@@ -360,10 +360,14 @@ def bigquery(workdir, monkeypatch) -> Iterator[FakeBigQuery]:
     for key, value in emulators.environ().items():
         monkeypatch.setenv(key, value)
     import gcsfs
+    from dlt.common.configuration.specs.gcp_credentials import GcpDefaultCredentials
 
     # fsspec keeps one file system per set of arguments for the process: a test's emulator and token endpoint are
     # its own, so an earlier test's cached one (gone with its emulators) must not be handed out
     gcsfs.GCSFileSystem.clear_instance_cache()
+    # and dlt skips looking for default credentials for 10 minutes after a look failed (an earlier test's run
+    # without them)
+    monkeypatch.setattr(GcpDefaultCredentials, "_LAST_FAILED_DEFAULT", 0.0)
     monkeypatch.setenv("TAXI_PIPELINE__STAGING", "filesystem")
     monkeypatch.setenv("DESTINATION__FILESYSTEM__BUCKET_URL", f"gs://{bqemulator.BUCKET}/stage")
     # a killed run's leases expire in 15 s, not 120: the fault cases' reruns wait that long for them

@@ -96,7 +96,7 @@ def test_a_failed_replacement_leaves_the_months_rows_as_they_were(mirror, cli, b
 def test_bigquery_without_credentials_names_the_settings(mirror, cli, monkeypatch, workdir):
     from dlt.common.configuration.specs.gcp_credentials import GcpDefaultCredentials
 
-    # dlt remembers a failed look for default credentials for a while, in the process: not past this test
+    # dlt skips the look for default credentials for 10 minutes after one failed, in the process: this test looks
     monkeypatch.setattr(GcpDefaultCredentials, "_LAST_FAILED_DEFAULT", 0.0)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata server to wait for
