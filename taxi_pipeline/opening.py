@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.destination.reference import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import NULL_COLLECTOR, Collector
 
@@ -50,6 +51,7 @@ def make_pipeline(
     progress: Optional[Collector] = None,
     folder: Optional[str] = None,
     read_only: bool = False,
+    dest: Optional[Destination] = None,
 ) -> dlt.Pipeline:
     """The dlt pipeline `taxi_pipeline_<destination>` writing to the raw dataset (`taxi_raw` by default).
 
@@ -57,10 +59,10 @@ def make_pipeline(
     location and dataset gets its own local working folder: dlt's local schema and state assume one destination,
     so a dev and a prod database must not share one. `progress`: a dlt collector (see `taxi_pipeline.progress`);
     `folder`: another working folder for the same destination and dataset (`locking.working_folder`);
-    `read_only`: a DuckDB file is opened read-only (`reading`).
+    `read_only`: a DuckDB file is opened read-only (`reading`); `dest`: the destination, made already.
     """
-    dest = make_destination(destination, read_only)
-    name = f"{PIPELINE_NAME_PREFIX}_{destination}"
+    dest = dest or make_destination(destination, read_only)
+    name = pipeline_name(destination)
     dataset = _dataset(dataset_name)
     pipelines_dir = folder or working_folder_of(destination, dest, dataset)
     if dlt.config.get("data_writer.disable_compression") is None:
@@ -92,11 +94,15 @@ def _dataset(dataset_name: Optional[str] = None) -> str:
     return dataset_name or dlt.config.get("taxi_pipeline.dataset_name") or DEFAULT_DATASET
 
 
+def pipeline_name(destination: str) -> str:
+    """The dlt pipeline name of a destination (`taxi_pipeline_<destination>`), the same for every database."""
+    return f"{PIPELINE_NAME_PREFIX}_{destination}"
+
+
 def working_folder_of(destination: str, dest: Any, dataset: str) -> str:
     """The local working folder of a destination's pipeline: one per destination location and dataset."""
-    name = f"{PIPELINE_NAME_PREFIX}_{destination}"
     key = hashlib.sha1(f"{destination}|{destination_location(dest)}|{dataset}".encode()).hexdigest()[:10]
-    return os.path.join(get_dlt_pipelines_dir(), f"{name}-{dataset}-{key}")
+    return os.path.join(get_dlt_pipelines_dir(), f"{pipeline_name(destination)}-{dataset}-{key}")
 
 
 @contextlib.contextmanager
@@ -110,9 +116,10 @@ def opened(
     """
     shared = destination in SIDE_BY_SIDE  # runs load side by side, month by month (`locking`)
     # the folder is taken before dlt opens it: two runs creating one new folder at once would wipe each other's
-    home = working_folder_of(destination, make_destination(destination), _dataset())
-    with working_folder(home, f"{PIPELINE_NAME_PREFIX}_{destination}", shared, on_notice) as folder:
-        pipeline = make_pipeline(destination, progress=progress, folder=folder)
+    dest = make_destination(destination)
+    home = working_folder_of(destination, dest, _dataset())
+    with working_folder(home, pipeline_name(destination), shared, on_notice) as folder:
+        pipeline = make_pipeline(destination, progress=progress, folder=folder, dest=dest)
         with run_lock(pipeline, on_wait=on_notice) as lock:
             _connect(pipeline)
             yield pipeline, lock

@@ -298,6 +298,20 @@ def snowflake(tmp_path, monkeypatch) -> FakeSnowflake:
         yield FakeSnowflake()
 
 
+def other_run_leases(destination: str, lease_seconds: float = 60.0, timeout: float = 1.0):
+    """Another run's leases on a Snowflake or BigQuery dataset, on a connection of their own."""
+    import importlib
+
+    from taxi_pipeline.pipeline import make_pipeline
+
+    module = importlib.import_module(f"taxi_pipeline.destinations.{destination}")
+    kind = getattr(module, {"snowflake": "SnowflakeLeases", "bigquery": "BigQueryLeases"}[destination])
+    pipeline = make_pipeline(destination)
+    client = pipeline.sql_client()
+    client.open_connection()
+    return kind(client, pipeline.sql_client, timeout, lease_seconds=lease_seconds)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Deselect the BigQuery fault cases a module does not take by default (its `BIGQUERY_FAULTS`; all of them
     with `TAXI_TEST_BIGQUERY_FAULTS=all`)."""

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from tests.conftest import other_run_leases
+
 pytest.importorskip("google.cloud.bigquery", reason="taxi-pipeline[bigquery]")
 
 
@@ -109,13 +111,7 @@ def test_bigquery_without_credentials_names_the_settings(mirror, cli, monkeypatc
 
 def bq_leases(lease_seconds: float = 60.0, timeout: float = 1.0):
     """Another run's leases on the dataset, on a connection of their own."""
-    from taxi_pipeline.destinations.bigquery import BigQueryLeases
-    from taxi_pipeline.pipeline import make_pipeline
-
-    pipeline = make_pipeline("bigquery")
-    client = pipeline.sql_client()
-    client.open_connection()
-    return BigQueryLeases(client, pipeline.sql_client, timeout, lease_seconds=lease_seconds)
+    return other_run_leases("bigquery", lease_seconds, timeout)
 
 
 def test_runs_racing_for_one_month_get_one_lease(bigquery):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import messages
+from tests.conftest import messages, other_run_leases
 
 pytest.importorskip("fakesnow", reason="fakesnow is in the dev extra")
 pytest.importorskip("snowflake.connector", reason="taxi-pipeline[snowflake]")
@@ -29,13 +29,7 @@ def said(r) -> list:
 
 def leases(lease_seconds: float = 60.0, timeout: float = 1.0):
     """Another run's leases on the dataset, on a connection of their own."""
-    from taxi_pipeline.destinations.snowflake import SnowflakeLeases
-    from taxi_pipeline.pipeline import make_pipeline
-
-    pipeline = make_pipeline("snowflake")
-    client = pipeline.sql_client()
-    client.open_connection()
-    return SnowflakeLeases(client, pipeline.sql_client, timeout, lease_seconds=lease_seconds)
+    return other_run_leases("snowflake", lease_seconds, timeout)
 
 
 def test_a_lease_is_held_until_given_back(snowflake):

@@ -97,6 +97,7 @@ class MonthBigQueryClient(SchemaChangesLocked, BigQueryClient):
 class BigQueryLeases(Leases):
     """The run's leases on a BigQuery dataset (see the module's docstring and `leases`)."""
 
+    destination = "bigquery"
     column_types = ("STRING", "TIMESTAMP")
     one_row = " FROM UNNEST([1])"
 

@@ -94,6 +94,8 @@ class Leases(KeyedLock):
     """The SQL types of the key and owner, and of the expiry."""
     one_row = ""
     """What makes `SELECT … WHERE …` a query of one row (BigQuery needs a FROM for a WHERE)."""
+    destination = "the warehouse"
+    """The destination's name, in errors."""
 
     def __init__(
         self,
@@ -192,7 +194,9 @@ class Leases(KeyedLock):
         try:
             ours = self._live_keys(self._client)
         except Exception as exc:
-            raise LoadError(f"lost the run lock (the lock connection dropped): {one_line(exc)}") from exc
+            raise LoadError(
+                f"lost the run lock (the lock connection to {self.destination} dropped): {one_line(exc)}"
+            ) from exc
         lost = self._lost_of(held, ours)
         if lost:
             raise _lost_error(lost)
@@ -241,7 +245,7 @@ class Leases(KeyedLock):
         if self._made:
             return
         client, table = self._client, self._table
-        if not client.has_dataset():  # CREATE SCHEMA IF NOT EXISTS needs the privilege even where it exists
+        if not client.has_dataset():  # made only where missing: making one needs the privilege even where it exists
             client.create_dataset()
         text, timestamp = self.column_types
         client.execute_sql(

@@ -53,6 +53,7 @@ class SnowflakeLeases(Leases):
     The lease session's lock and statement timeouts are set on `client` and on the renewing thread's.
     """
 
+    destination = "snowflake"
     now = "SYSDATE()"
     column_types = ("varchar(512)", "timestamp_ntz")
 
