@@ -18,6 +18,10 @@ temporary folder. Each holds a marker file that its process keeps locked while i
 unlocks when the process dies; the next run removes the folders whose marker is unlocked
 (`remove_dead_scratch_folders`), never one a live run or worker uses.
 
+A library may catch the `Interrupted` its call raised and raise its own error instead (DuckDB stops its query and
+raises "Query interrupted"): the run still stops as interrupted. `stopping()` tells code that would treat that error
+as a failed month, and an error leaving `stop_on_signals` after a signal becomes `Interrupted`.
+
 A signal that arrives while a finalizer runs on the main thread (the garbage collector closing a connection pool)
 raises `Interrupted` inside it, where Python only prints it and goes on; the signal is then delivered once more,
 so the run still stops at once, with its one line and no traceback.
@@ -52,6 +56,8 @@ _children: Set[int] = set()
 _lock = threading.RLock()  # re-entrant: a second signal may arrive while the main thread holds it
 _reported = threading.Event()
 _last_words: Optional[Callable[[str], Optional[str]]] = None
+_received: List[int] = []
+"""The signal that stopped the run in `stop_on_signals`, while in its block."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -66,6 +72,11 @@ def interrupted_message(exc: BaseException) -> str:
     """The one line a stopped run prints."""
     name = getattr(exc, "signal_name", "SIGINT")
     return f"interrupted by {name}: loaded months are kept, the month in flight is not; run again to go on"
+
+
+def stopping() -> Optional[Interrupted]:
+    """The run's `Interrupted` if a signal stopped it: an error caught meanwhile may be a library's form of it."""
+    return Interrupted(_received[0]) if _received else None
 
 
 def mark_reported() -> None:
@@ -224,6 +235,7 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
         if received:
             _force_stop(received[0])
         received.append(name)
+        _received[:] = [signum]
         timer = threading.Timer(grace, _force_stop, (name,))
         timer.daemon = True
         timer.start()
@@ -252,7 +264,12 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
     sys.unraisablehook = unraisable
     try:
         yield
+    except Exception as exc:  # a library's own form of the signal's `Interrupted` ("Query interrupted")
+        if received:
+            raise Interrupted(signal.Signals[received[0]]) from exc
+        raise
     finally:
+        _received.clear()
         sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -39,6 +39,7 @@ from taxi_pipeline.helpers import (
     plan_months,
     walk_notice,
 )
+from taxi_pipeline.interrupts import stopping
 from taxi_pipeline.months import Month
 from taxi_pipeline.prefetch import Prefetch, Prefetcher
 from taxi_pipeline.records import ZONES_RECORD, forget_record, month_records, write_record
@@ -326,7 +327,7 @@ def _load(
     except PipelineStepFailed as exc:
         if pipeline.has_pending_data:
             pipeline.abort_packages()  # also rolls local state back to before this month
-        interrupt = find_cause(exc, KeyboardInterrupt)
+        interrupt = find_cause(exc, KeyboardInterrupt) or stopping()
         if interrupt is not None:  # Ctrl-C / SIGTERM: stop the run, the month in flight is not kept
             raise interrupt from None
         copied = _copied(deferred) if deferred is not None else None
@@ -359,7 +360,7 @@ def _load(
         try:
             write_record(pipeline, table, month or ZONES_RECORD, entry)
         except Exception as exc:
-            interrupt = find_cause(exc, KeyboardInterrupt)
+            interrupt = find_cause(exc, KeyboardInterrupt) or stopping()
             if interrupt is not None:
                 raise interrupt from None
             detail = f"{label}: loaded but not recorded ({one_line(exc)}); the month will be replaced next run"

@@ -37,3 +37,28 @@ def test_a_signal_during_a_finalizer_stops_the_block_at_once_without_a_traceback
     assert time.monotonic() - started < 10, "the block went on after the finalizer swallowed the signal"
     assert unraisable == [], "the interruption was reported as an error raised in a finalizer"
     assert sys.unraisablehook == unraisable.append, "the hook of before the block is not back"
+
+
+def test_a_signal_a_library_turned_into_its_own_error_still_stops_the_block_as_interrupted():
+    """DuckDB catches the `Interrupted` raised inside its call, stops its query and raises "Query interrupted"
+    (a RuntimeError): the run still stops as interrupted, not as a failed load (it printed "error: Query
+    interrupted" once in CI), and code that sees the library's error meanwhile knows it was the signal."""
+    duckdb = pytest.importorskip("duckdb")
+    from taxi_pipeline.interrupts import stopping
+
+    connection = duckdb.connect()
+    seen: list = []
+    with pytest.raises(Interrupted) as stopped:
+        with stop_on_signals(grace=60):
+            os.kill(os.getpid(), signal.SIGINT)
+            try:  # the handler runs inside DuckDB's call
+                connection.execute("select 1").fetchall()
+                time.sleep(20)  # had the handler run before the call: raises here
+            except KeyboardInterrupt:  # the signal came before the query
+                raise RuntimeError("Query interrupted") from None  # what DuckDB raises when it came during it
+            except Exception:
+                seen.append(stopping())
+                raise
+    assert stopped.value.signal_name == "SIGINT"
+    assert all(isinstance(s, Interrupted) for s in seen)
+    assert stopping() is None, "the signal outlived its block"
