@@ -37,10 +37,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4_000_000, help="rows in the month (4M, a yellow month)")
     parser.add_argument("--taxi", choices=["yellow", "fhvhv"], default="yellow")
     parser.add_argument("--no-staging", action="store_true", help="upload from the worker instead of gs://")
+    parser.add_argument("--on-disk", action="store_true", help="the emulator's tables in a file (large months)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_bq_"))
-    emulators = bqemulator.start()
+    emulators = bqemulator.start(on_disk=args.on_disk)
     try:
         www = work / "www"
         (www / "trip-data").mkdir(parents=True)
@@ -55,6 +56,7 @@ def main() -> None:
 
         os.environ.update(emulators.environ())
         native = native_load(emulators, month)
+        after_native = peak_rss(emulators)
         server, url = serve(www)
         env = {**os.environ, "DLT_DATA_DIR": str(work / "dlt"), "PYTHONPATH": str(REPO)}
         if not args.no_staging:
@@ -70,9 +72,39 @@ def main() -> None:
         print(f"native load job (upload + load_table_from_uri): {native:6.1f} s")
         print(f"taxi_pipeline ({how}):                {ours:6.1f} s  peak RSS {rss:,.0f} MiB")
         print(f"ratio taxi_pipeline / native: {ours / native:.2f}x")
+        at_end = peak_rss(emulators)
+        for name, before in after_native.items():  # the emulators hold what they load in memory
+            print(f"{name} peak RSS: {before:,.0f} MiB after the native load, {at_end[name]:,.0f} MiB at the end")
     finally:
         emulators.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def peak_rss(emulators: bqemulator.Emulators) -> dict[str, float]:
+    """Each emulator process's peak RSS so far, MiB (`VmHWM`; the processes it started included)."""
+    peaks = {}
+    for process in emulators.processes:
+        name = os.path.basename(str(process.args[0]))
+        family = [process.pid] + _descendants(process.pid)
+        peaks[name] = sum(_vm_hwm(pid) for pid in family)
+    return peaks
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _vm_hwm(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
 
 
 def native_load(emulators: bqemulator.Emulators, path: Path) -> float:

@@ -203,8 +203,12 @@ def _wait_for(url: str, process: subprocess.Popen, log: str, seconds: float = 60
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
-def start(bucket: str = BUCKET) -> Emulators:
-    """Start bqemulator, fake-gcs-server (with `bucket`) and the token endpoint; RuntimeError when one cannot."""
+def start(bucket: str = BUCKET, on_disk: bool = False) -> Emulators:
+    """Start bqemulator, fake-gcs-server (with `bucket`) and the token endpoint; RuntimeError when one cannot.
+
+    bqemulator keeps its tables in memory, unless `on_disk` (a DuckDB file in the emulators' folder): a benchmark's
+    large months would not fit in memory (FACTS.md).
+    """
     bin_dir = emulator_venv()
     gcs_binary = fake_gcs_binary()
     base = tempfile.mkdtemp(prefix="taxi_bq_")
@@ -230,11 +234,13 @@ def start(bucket: str = BUCKET) -> Emulators:
         bq_log = os.path.join(base, "bqemulator.log")
         uploads = os.path.join(base, "uploads")
         os.makedirs(uploads)
+        os.makedirs(os.path.join(base, "bigquery"))
         env = dict(os.environ, BQEMU_GCS_LOCAL_ROOT=root, BQEMU_UPLOAD_STAGING_DIR=uploads)
         emulators.processes.append(
             subprocess.Popen(
                 [os.path.join(bin_dir, "bqemulator"), "start", "--rest-port", str(emulators.bigquery_port),
-                 "--grpc-port", str(_free_port()), "--project", PROJECT, "--log-level", "warning"],
+                 "--grpc-port", str(_free_port()), "--project", PROJECT, "--log-level", "warning",
+                 *(["--persistent", "--data-dir", os.path.join(base, "bigquery")] if on_disk else [])],
                 stdout=open(bq_log, "w"),
                 stderr=subprocess.STDOUT,
                 env=env,
