@@ -12,8 +12,8 @@ job         loading: a trip table's load job, on dlt's loader thread, is about t
 commit      every job of the package (data, state) is in the destination, the load is not recorded as done
 reconcile   the load is complete; before the month's rows are counted against the file's
 
-The N-th call counts calls of that point (for `job`, load jobs of trip tables only). It sleeps
-`KILLPOINT_SECONDS` (default 600), then goes on.
+The N-th call counts calls of that point (for `job`, load jobs of trip tables into the destination only, not
+their uploads to a staging bucket). It sleeps `KILLPOINT_SECONDS` (default 600), then goes on.
 
 Only the test's copy of the process is patched: the package has no test hooks.
 """
@@ -54,7 +54,7 @@ def freeze_at(point: str, nth: int, marker: Path) -> None:
 
     def frozen(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
-        if point != "job" or args[0].job_file_info().table_name.endswith("_tripdata"):
+        if point != "job" or _writes_a_month(*args[:2]):
             calls += 1
             if calls == nth:
                 marker.write_text(str(os.getpid()))
@@ -62,6 +62,14 @@ def freeze_at(point: str, nth: int, marker: Path) -> None:
         return original(*args, **kwargs)
 
     setattr(owner, name, frozen)
+
+
+def _writes_a_month(job: Any, job_client: Any) -> bool:
+    """A trip table's load job into the destination; not the upload of its file to a staging bucket, which runs
+    as a job of its own on the staging client (BigQuery, Snowflake through `gs://`/`s3://`)."""
+    from dlt.destinations.impl.filesystem.filesystem import FilesystemClient
+
+    return job.job_file_info().table_name.endswith("_tripdata") and not isinstance(job_client, FilesystemClient)
 
 
 def main(argv: list[str]) -> int:
