@@ -22,7 +22,7 @@ from typing import Any, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from taxi_pipeline.destinations import DESTINATIONS
 from taxi_pipeline.errors import ConfigError, TaxiPipelineError, one_line, redact
-from taxi_pipeline.interrupts import interrupted_message, mark_reported, set_last_words, stop_on_signals
+from taxi_pipeline.interrupts import interrupted_message, mark_reported, set_last_words, stop_on_signals, stopping
 from taxi_pipeline.output import Document, Output, forgiving_streams, print_table
 from taxi_pipeline.pipeline import LoadedMonth, RunResult, build_models, run, status, worker_count
 from taxi_pipeline.settings import FILE_FORMATS
@@ -197,20 +197,25 @@ def _main(args_list: List[str], debug: bool) -> int:
             workers=args.workers,
         )
         return _finish(out, result, debug)  # inside the try: a signal while printing is still one line
-    except TaxiPipelineError as exc:
-        doc.failed(redact(one_line(exc)))
-        return _fail(exc, exc.exit_code, debug)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (see `interrupts`)
-        message = interrupted_message(exc)
-        doc.failed(message)
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        mark_reported()
-        return EXIT_FAILED
+        return _interrupted(doc, exc)
     except Exception as exc:  # anything unexpected is still one line unless --debug
+        interrupt = stopping()  # a library's own error for the signal (DuckDB's "Query interrupted")
+        if interrupt is not None:
+            return _interrupted(doc, interrupt)
         doc.failed(redact(one_line(exc)))
-        return _fail(exc, EXIT_FAILED, debug)
+        return _fail(exc, exc.exit_code if isinstance(exc, TaxiPipelineError) else EXIT_FAILED, debug)
     finally:
         set_last_words(None)
+
+
+def _interrupted(doc: Document, exc: BaseException) -> int:
+    """Report a run stopped by Ctrl-C or SIGTERM in its one line; the exit code."""
+    message = interrupted_message(exc)
+    doc.failed(message)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    mark_reported()
+    return EXIT_FAILED
 
 
 def _finish(out: Output, result: RunResult, debug: bool) -> int:

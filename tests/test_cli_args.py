@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from taxi_pipeline.cli import build_parser
+from taxi_pipeline.errors import LoadError
 
 
 @pytest.mark.parametrize(
@@ -237,6 +239,27 @@ def test_an_interrupted_call_in_process_leaves_its_process_alive(workdir, mirror
     assert code == 1 and "error: interrupted by SIGINT" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is before
     time.sleep(interrupts.STOP_GRACE + 1)  # a stop timer left armed would have ended this process by now
+
+
+@pytest.mark.parametrize("error", [RuntimeError("Query interrupted"), LoadError("green 2019-01: Query interrupted")])
+def test_ctrl_c_a_library_turned_into_its_own_error_is_reported_as_interrupted(workdir, monkeypatch, capsys, error):
+    """DuckDB answers a signal during its statement with its own "Query interrupted" error (CI once printed
+    `error: Query interrupted`): the run still ends with the interrupted line, as for any Ctrl-C."""
+    import signal
+
+    from taxi_pipeline import cli
+
+    def run_interrupted_inside_a_library(**_kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises `Interrupted` here, inside the "library"
+            time.sleep(20)
+        except KeyboardInterrupt:
+            raise error from None  # what the library raises in its place
+
+    monkeypatch.setattr(cli, "run", run_interrupted_inside_a_library)
+    code = cli.main(["--taxi", "green", "--month", "2019-01"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: interrupted by SIGINT") and "Query interrupted" not in err, err
 
 
 @pytest.mark.parametrize("dest", ["duckdb", "postgres", "snowflake"])
