@@ -81,22 +81,8 @@ def main() -> None:
 
 
 def peak_rss(emulators: bqemulator.Emulators) -> dict[str, float]:
-    """Each emulator process's peak RSS so far, MiB (`VmHWM`; the processes it started included)."""
-    peaks = {}
-    for process in emulators.processes:
-        name = os.path.basename(str(process.args[0]))
-        family = [process.pid] + _descendants(process.pid)
-        peaks[name] = sum(_vm_hwm(pid) for pid in family)
-    return peaks
-
-
-def _descendants(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-    return children + [d for c in children for d in _descendants(c)]
+    """Each emulator process's peak RSS so far, MiB (`VmHWM`; neither starts processes of its own)."""
+    return {os.path.basename(str(p.args[0])): _vm_hwm(p.pid) for p in emulators.processes}
 
 
 def _vm_hwm(pid: int) -> float:

@@ -57,7 +57,7 @@ _lock = threading.RLock()  # re-entrant: a second signal may arrive while the ma
 _reported = threading.Event()
 _last_words: Optional[Callable[[str], Optional[str]]] = None
 _received: List[int] = []
-"""The signal that stopped the run in `stop_on_signals`, while in its block."""
+"""The signal that stopped the run in the block of `stop_on_signals` (one at most: a second ends the process)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -223,7 +223,6 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: List[str] = []
     timers: List[threading.Timer] = []
     swallowed: List[int] = []  # the signal whose `Interrupted` a finalizer swallowed, to raise once more
 
@@ -232,10 +231,9 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
         if swallowed:  # the first signal again, after a finalizer swallowed it: not a second signal
             swallowed.clear()
             raise Interrupted(signum)
-        if received:
-            _force_stop(received[0])
-        received.append(name)
-        _received[:] = [signum]
+        if _received:
+            _force_stop(signal.Signals(_received[0]).name)
+        _received.append(signum)
         timer = threading.Timer(grace, _force_stop, (name,))
         timer.daemon = True
         timer.start()
@@ -265,8 +263,9 @@ def stop_on_signals(grace: float = STOP_GRACE) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # a library's own form of the signal's `Interrupted` ("Query interrupted")
-        if received:
-            raise Interrupted(signal.Signals[received[0]]) from exc
+        interrupt = stopping()
+        if interrupt is not None:
+            raise interrupt from exc
         raise
     finally:
         _received.clear()
